@@ -1,0 +1,1 @@
+//! Human durations as apimachinery's `duration.HumanDuration` prints them. (skeleton: owned by the tables helper)

@@ -1,0 +1,1 @@
+//! The embedded SQLite backend. (skeleton: owned by the store helper)
