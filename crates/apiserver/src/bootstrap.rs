@@ -23,7 +23,7 @@ pub const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public
 const NAMESPACE_RESYNC: Duration = Duration::from_secs(2);
 
 /// How often the store's history is compacted (kube-apiserver compacts etcd every 5 minutes).
-const COMPACTION_INTERVAL: Duration = Duration::from_secs(300);
+pub const COMPACTION_INTERVAL: Duration = Duration::from_secs(300);
 
 fn info(group: &str, plural: &str) -> Result<&'static ResourceInfo, ServerError> {
     resources::find(group, "v1", plural).ok_or_else(|| ServerError::Bootstrap(format!("resource {plural} not served")))
@@ -67,7 +67,7 @@ pub async fn ensure_initial_objects(registry: &Registry) -> Result<(), ServerErr
 }
 
 /// Starts the namespace/service-account loop and compaction.
-pub fn spawn_controllers(state: Arc<State>, keep_revisions: i64) {
+pub fn spawn_controllers(state: Arc<State>, keep_revisions: i64, compaction_interval: Duration) {
     let s = state.clone();
     tokio::spawn(async move {
         loop {
@@ -78,7 +78,7 @@ pub fn spawn_controllers(state: Arc<State>, keep_revisions: i64) {
         }
     });
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(COMPACTION_INTERVAL);
+        let mut tick = tokio::time::interval(compaction_interval);
         tick.tick().await;
         loop {
             tick.tick().await;

@@ -55,11 +55,13 @@ pub struct Config {
     pub listen: SocketAddr,
     /// How many revisions of history to keep for watches (older ones answer 410 Gone).
     pub keep_revisions: i64,
+    /// How often history is compacted.
+    pub compaction_interval: std::time::Duration,
 }
 
 impl Config {
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
-        Self { data_dir, listen, keep_revisions: 10_000 }
+        Self { data_dir, listen, keep_revisions: 10_000, compaction_interval: bootstrap::COMPACTION_INTERVAL }
     }
 }
 
@@ -107,7 +109,7 @@ pub async fn start(config: Config, store: Arc<dyn peapod_store::Store>) -> Resul
     bootstrap::ensure_initial_objects(&registry).await?;
     let auth = auth::Authenticator::new(pki.admin_token.clone());
     let state = Arc::new(handlers::State::new(registry, auth));
-    bootstrap::spawn_controllers(state.clone(), config.keep_revisions);
+    bootstrap::spawn_controllers(state.clone(), config.keep_revisions, config.compaction_interval);
 
     let tls = serve::tls_config(&pki)?;
     let (tx, rx) = tokio::sync::watch::channel(false);
