@@ -420,7 +420,7 @@ fn canonicalize_requirements(r: &mut Map<String, Value>) {
 }
 
 /// Volume source keys of `v1.VolumeSource`; a volume with none of them becomes an `emptyDir` (`SetDefaults_Volume`).
-const VOLUME_SOURCES: &[&str] = &[
+pub(crate) const VOLUME_SOURCES: &[&str] = &[
     "hostPath",
     "emptyDir",
     "gcePersistentDisk",
