@@ -9,6 +9,8 @@
 //! test suite runs against every backend.
 
 pub mod sqlite;
+#[cfg(any(test, feature = "test-suite"))]
+pub mod suite;
 
 use std::fmt;
 

@@ -27,6 +27,9 @@ pub(crate) enum Command {
     Compact { revision: Revision, reply: SyncSender<Result<(), StoreError>> },
     /// Finish the queued commands before this one, then stop.
     Shutdown,
+    /// Sets a pragma on the writing connection (tests use `max_page_count` to make the disk "full").
+    #[cfg(test)]
+    Pragma { name: &'static str, value: i64, reply: SyncSender<Result<(), StoreError>> },
 }
 
 /// One write, as the `Store` methods ask for it.
@@ -70,6 +73,11 @@ pub(crate) fn run(mut conn: Connection, shared: Arc<Shared>, commands: Receiver<
                 Command::Shutdown => {
                     shutdown = true;
                     break;
+                }
+                #[cfg(test)]
+                Command::Pragma { name, value, reply } => {
+                    apply_writes(&mut conn, &shared, &mut writes);
+                    let _ = reply.send(conn.pragma_update(None, name, value).map_err(|e| backend(name, e)));
                 }
             }
             if writes.len() < MAX_BATCH {
