@@ -17,7 +17,9 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{
+    Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
+};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -82,8 +84,15 @@ impl Shared {
     }
 
     /// Runs `f` on an idle read connection (opening one if none is idle) and returns it to the pool.
-    fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let idle = self.readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let idle = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
         let mut conn = match idle {
             Some(conn) => conn,
             None => log::open_reader(&self.path)?,
@@ -112,13 +121,15 @@ impl SqliteStore {
     /// the writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| backend(format!("create directory {}", dir.display()), e))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| backend(format!("create directory {}", dir.display()), e))?;
         }
         let conn = log::open_writer(path)?;
         let loaded = log::load(&conn).map_err(|e| match e {
-            StoreError::Backend { context, message } => {
-                StoreError::Backend { context: format!("{context} from {}", path.display()), message }
-            }
+            StoreError::Backend { context, message } => StoreError::Backend {
+                context: format!("{context} from {}", path.display()),
+                message,
+            },
             other => other,
         })?;
         tracing::info!(
@@ -131,7 +142,11 @@ impl SqliteStore {
         let shared = Arc::new(Shared {
             path: path.to_owned(),
             index: RwLock::new(Index {
-                live: loaded.live.into_iter().map(|kv| (kv.key.clone(), kv)).collect(),
+                live: loaded
+                    .live
+                    .into_iter()
+                    .map(|kv| (kv.key.clone(), kv))
+                    .collect(),
                 current: loaded.current,
                 compacted: loaded.compacted,
             }),
@@ -145,7 +160,11 @@ impl SqliteStore {
             .name("peapod-store-writer".into())
             .spawn(move || writer::run(conn, thread_shared, queue))
             .map_err(|e| backend(format!("start the writer thread of {}", path.display()), e))?;
-        Ok(Self { shared, commands, writer: Mutex::new(Some(writer)) })
+        Ok(Self {
+            shared,
+            commands,
+            writer: Mutex::new(Some(writer)),
+        })
     }
 
     /// The database file.
@@ -158,14 +177,22 @@ impl SqliteStore {
     pub fn close(&self) {
         self.shared.closed.store(true, Ordering::Release);
         let _ = self.commands.send(Command::Shutdown);
-        let handle = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(handle) = handle {
             if handle.join().is_err() {
                 tracing::error!(path = %self.shared.path.display(), "the store's writer thread panicked");
             }
         }
         self.shared.lock_hub().close();
-        self.shared.readers.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.shared
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// How many watches are registered (ended watches are removed at the next write).
@@ -176,7 +203,11 @@ impl SqliteStore {
     /// Compacts every `every`, keeping the last `keep` revisions of history (kube-apiserver compacts etcd every 5
     /// minutes). The thread holds only a weak reference: it stops when the store is dropped or the returned handle
     /// is dropped.
-    pub fn spawn_auto_compaction(self: &Arc<Self>, keep: i64, every: Duration) -> Result<AutoCompaction, StoreError> {
+    pub fn spawn_auto_compaction(
+        self: &Arc<Self>,
+        keep: i64,
+        every: Duration,
+    ) -> Result<AutoCompaction, StoreError> {
         let store: Weak<Self> = Arc::downgrade(self);
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -191,7 +222,10 @@ impl SqliteStore {
                 }
             })
             .map_err(|e| backend(format!("start the compaction thread of {}", self.shared.path.display()), e))?;
-        Ok(AutoCompaction { stop: Some(stop), thread: Some(thread) })
+        Ok(AutoCompaction {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
     /// Compacts to `current - keep` if that is past the compaction point.
@@ -211,7 +245,9 @@ impl SqliteStore {
     fn submit(&self, op: WriteOp) -> Result<Applied, StoreError> {
         self.shared.check_open()?;
         let (reply, answer) = mpsc::sync_channel(1);
-        self.commands.send(Command::Write { op, reply }).map_err(|_| StoreError::Closed)?;
+        self.commands
+            .send(Command::Write { op, reply })
+            .map_err(|_| StoreError::Closed)?;
         answer.recv().map_err(|_| StoreError::Closed)?
     }
 }
@@ -239,16 +275,44 @@ impl Drop for AutoCompaction {
 
 impl Store for SqliteStore {
     fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision, StoreError> {
-        Ok(self.submit(WriteOp::Create { key: key.to_owned(), value })?.revision)
+        Ok(self
+            .submit(WriteOp::Create {
+                key: key.to_owned(),
+                value,
+            })?
+            .revision)
     }
 
-    fn update(&self, key: &str, value: Vec<u8>, expected: Revision) -> Result<Revision, StoreError> {
-        Ok(self.submit(WriteOp::Update { key: key.to_owned(), value, expected })?.revision)
+    fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: Revision,
+    ) -> Result<Revision, StoreError> {
+        Ok(self
+            .submit(WriteOp::Update {
+                key: key.to_owned(),
+                value,
+                expected,
+            })?
+            .revision)
     }
 
-    fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(Revision, KeyValue), StoreError> {
-        let applied = self.submit(WriteOp::Delete { key: key.to_owned(), expected })?;
-        let prev = applied.prev.ok_or_else(|| backend(format!("delete {key}"), "the writer returned no previous value"))?;
+    fn delete(
+        &self,
+        key: &str,
+        expected: Option<Revision>,
+    ) -> Result<(Revision, KeyValue), StoreError> {
+        let applied = self.submit(WriteOp::Delete {
+            key: key.to_owned(),
+            expected,
+        })?;
+        let prev = applied.prev.ok_or_else(|| {
+            backend(
+                format!("delete {key}"),
+                "the writer returned no previous value",
+            )
+        })?;
         Ok((applied.revision, prev))
     }
 
@@ -264,10 +328,16 @@ impl Store for SqliteStore {
             let index = self.shared.read_index();
             match opts.revision {
                 Some(r) if r < index.compacted => {
-                    return Err(StoreError::Compacted { requested: r, compacted: index.compacted })
+                    return Err(StoreError::Compacted {
+                        requested: r,
+                        compacted: index.compacted,
+                    })
                 }
                 Some(r) if r > index.current => {
-                    return Err(StoreError::FutureRevision { requested: r, current: index.current })
+                    return Err(StoreError::FutureRevision {
+                        requested: r,
+                        current: index.current,
+                    })
                 }
                 Some(r) if r < index.current => {}
                 _ => {
@@ -275,35 +345,56 @@ impl Store for SqliteStore {
                         Some(after) => Bound::Excluded(after),
                         None => Bound::Included(prefix),
                     };
-                    let mut matching =
-                        index.live.range::<str, _>((lower, Bound::Unbounded)).take_while(|(k, _)| k.starts_with(prefix));
+                    let mut matching = index
+                        .live
+                        .range::<str, _>((lower, Bound::Unbounded))
+                        .take_while(|(k, _)| k.starts_with(prefix));
                     let items: Vec<KeyValue> = match opts.limit {
                         0 => matching.by_ref().map(|(_, kv)| kv.clone()).collect(),
-                        n => matching.by_ref().take(n).map(|(_, kv)| kv.clone()).collect(),
+                        n => matching
+                            .by_ref()
+                            .take(n)
+                            .map(|(_, kv)| kv.clone())
+                            .collect(),
                     };
                     let remaining = matching.count() as u64;
-                    return Ok(ListResult { items, revision: index.current, remaining });
+                    return Ok(ListResult {
+                        items,
+                        revision: index.current,
+                        remaining,
+                    });
                 }
             }
         }
         // An older revision: read the log. Rows at or below `revision` are never rewritten, and compaction keeps
         // the state at every revision at or above the compaction point, which was checked above.
         let revision = opts.revision.unwrap_or(0);
-        let (items, remaining) =
-            self.shared.with_reader(|conn| log::list_at(conn, prefix, start_after, opts.limit, revision))?;
+        let (items, remaining) = self
+            .shared
+            .with_reader(|conn| log::list_at(conn, prefix, start_after, opts.limit, revision))?;
         // A compaction may have run between the check and the read; if it passed `revision`, the read may be wrong.
         let compacted = self.shared.read_index().compacted;
         if revision < compacted {
-            return Err(StoreError::Compacted { requested: revision, compacted });
+            return Err(StoreError::Compacted {
+                requested: revision,
+                compacted,
+            });
         }
-        Ok(ListResult { items, revision, remaining })
+        Ok(ListResult {
+            items,
+            revision,
+            remaining,
+        })
     }
 
     fn watch(&self, prefix: &str, after: Revision) -> Result<Watch, StoreError> {
         self.shared.check_open()?;
         let compacted = self.shared.read_index().compacted;
         if after < compacted {
-            return Err(StoreError::Compacted { requested: after, compacted });
+            return Err(StoreError::Compacted {
+                requested: after,
+                compacted,
+            });
         }
         let (tx, rx) = tokio::sync::mpsc::channel(hub::WATCH_CHANNEL_CAPACITY);
         let (id, upto) = {
@@ -325,7 +416,9 @@ impl Store for SqliteStore {
     fn compact(&self, revision: Revision) -> Result<(), StoreError> {
         self.shared.check_open()?;
         let (reply, answer) = mpsc::sync_channel(1);
-        self.commands.send(Command::Compact { revision, reply }).map_err(|_| StoreError::Closed)?;
+        self.commands
+            .send(Command::Compact { revision, reply })
+            .map_err(|_| StoreError::Closed)?;
         answer.recv().map_err(|_| StoreError::Closed)?
     }
 
@@ -353,10 +446,19 @@ mod tests {
         fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision, StoreError> {
             self.store.create(key, value)
         }
-        fn update(&self, key: &str, value: Vec<u8>, expected: Revision) -> Result<Revision, StoreError> {
+        fn update(
+            &self,
+            key: &str,
+            value: Vec<u8>,
+            expected: Revision,
+        ) -> Result<Revision, StoreError> {
             self.store.update(key, value, expected)
         }
-        fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(Revision, KeyValue), StoreError> {
+        fn delete(
+            &self,
+            key: &str,
+            expected: Option<Revision>,
+        ) -> Result<(Revision, KeyValue), StoreError> {
             self.store.delete(key, expected)
         }
         fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
@@ -411,11 +513,18 @@ mod tests {
     );
 
     fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
     }
 
-    fn recv(rt: &tokio::runtime::Runtime, w: &mut Watch) -> Option<Result<crate::Event, StoreError>> {
-        rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), w.next()).await }).expect("a watch item in time")
+    fn recv(
+        rt: &tokio::runtime::Runtime,
+        w: &mut Watch,
+    ) -> Option<Result<crate::Event, StoreError>> {
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), w.next()).await })
+            .expect("a watch item in time")
     }
 
     #[test]
@@ -432,17 +541,26 @@ mod tests {
             store.compact(r1 + 1).unwrap();
             store.create("/r/d", b"d".to_vec()).unwrap();
             let before = store.list("/", &ListOptions::default()).unwrap();
-            (before, store.current_revision().unwrap(), store.compacted_revision().unwrap())
+            (
+                before,
+                store.current_revision().unwrap(),
+                store.compacted_revision().unwrap(),
+            )
         };
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(store.current_revision().unwrap(), rev);
         assert_eq!(store.compacted_revision().unwrap(), compacted);
         assert_eq!(store.list("/", &ListOptions::default()).unwrap(), before);
-        assert!(matches!(store.watch("/", compacted - 1), Err(StoreError::Compacted { .. })));
+        assert!(matches!(
+            store.watch("/", compacted - 1),
+            Err(StoreError::Compacted { .. })
+        ));
         // History written before the restart replays; new writes continue the revisions.
         let rt = runtime();
         let mut w = store.watch("/r/", compacted).unwrap();
-        let replayed: Vec<Revision> = (compacted + 1..=rev).map(|_| recv(&rt, &mut w).unwrap().unwrap().revision()).collect();
+        let replayed: Vec<Revision> = (compacted + 1..=rev)
+            .map(|_| recv(&rt, &mut w).unwrap().unwrap().revision())
+            .collect();
         assert_eq!(replayed, (compacted + 1..=rev).collect::<Vec<_>>());
         assert_eq!(store.create("/r/e", vec![]).unwrap(), rev + 1);
         assert_eq!(recv(&rt, &mut w).unwrap().unwrap().revision(), rev + 1);
@@ -459,7 +577,13 @@ mod tests {
             store.compact(r).unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!((store.current_revision().unwrap(), store.compacted_revision().unwrap()), (2, 2));
+        assert_eq!(
+            (
+                store.current_revision().unwrap(),
+                store.compacted_revision().unwrap()
+            ),
+            (2, 2)
+        );
         assert!(store.get("/k").unwrap().is_none());
         assert_eq!(store.create("/k", vec![]).unwrap(), 3);
     }
@@ -472,7 +596,10 @@ mod tests {
         let mut w = store.watch("/", 0).unwrap();
         store.close();
         assert!(recv(&rt, &mut w).is_none());
-        assert!(matches!(store.create("/a", vec![]), Err(StoreError::Closed)));
+        assert!(matches!(
+            store.create("/a", vec![]),
+            Err(StoreError::Closed)
+        ));
         assert!(matches!(store.get("/a"), Err(StoreError::Closed)));
         assert!(matches!(store.watch("/", 0), Err(StoreError::Closed)));
     }
@@ -524,7 +651,10 @@ mod tests {
             }
         };
         assert_eq!(delivered, hub::WATCH_CHANNEL_CAPACITY as i64 - 1);
-        assert!(matches!(err, StoreError::Compacted { requested, .. } if requested == delivered + 1), "{err}");
+        assert!(
+            matches!(err, StoreError::Compacted { requested, .. } if requested == delivered + 1),
+            "{err}"
+        );
         assert!(recv(&rt, &mut w).is_none());
         assert_eq!(store.watcher_count(), 0);
     }
@@ -535,16 +665,22 @@ mod tests {
         let file = dir.path().join("plain-file");
         std::fs::write(&file, vec![b'x'; 8192]).unwrap();
         match SqliteStore::open(&file.join("db.sqlite")) {
-            Err(StoreError::Backend { context, .. }) => assert!(context.contains("plain-file"), "{context}"),
+            Err(StoreError::Backend { context, .. }) => {
+                assert!(context.contains("plain-file"), "{context}")
+            }
             other => panic!("expected a backend error, got {:?}", other.map(|_| ())),
         }
         match SqliteStore::open(dir.path()) {
-            Err(StoreError::Backend { context, .. }) => assert!(context.starts_with("open "), "{context}"),
+            Err(StoreError::Backend { context, .. }) => {
+                assert!(context.starts_with("open "), "{context}")
+            }
             other => panic!("expected a backend error, got {:?}", other.map(|_| ())),
         }
         // Not a database at all.
         match SqliteStore::open(&file) {
-            Err(StoreError::Backend { context, .. }) => assert!(context.contains("plain-file"), "{context}"),
+            Err(StoreError::Backend { context, .. }) => {
+                assert!(context.contains("plain-file"), "{context}")
+            }
             other => panic!("expected a backend error, got {:?}", other.map(|_| ())),
         }
     }
@@ -558,7 +694,10 @@ mod tests {
         let mut w = store.watch("/", 1).unwrap();
         let pragma = |name, value| {
             let (reply, answer) = mpsc::sync_channel(1);
-            store.commands.send(Command::Pragma { name, value, reply }).unwrap();
+            store
+                .commands
+                .send(Command::Pragma { name, value, reply })
+                .unwrap();
             answer.recv().unwrap()
         };
         let pages: i64 = rusqlite::Connection::open(store.path())
@@ -589,14 +728,23 @@ mod tests {
         for i in 0..20 {
             store.create(&format!("/a/{i}"), vec![]).unwrap();
         }
-        let handle = store.spawn_auto_compaction(5, Duration::from_millis(20)).unwrap();
+        let handle = store
+            .spawn_auto_compaction(5, Duration::from_millis(20))
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while store.compacted_revision().unwrap() != 15 {
             assert!(Instant::now() < deadline, "no compaction");
             std::thread::sleep(Duration::from_millis(10));
         }
         drop(handle);
-        assert_eq!(store.list("/a/", &ListOptions::default()).unwrap().items.len(), 20);
+        assert_eq!(
+            store
+                .list("/a/", &ListOptions::default())
+                .unwrap()
+                .items
+                .len(),
+            20
+        );
     }
 
     /// Where the crash child writes; unset in a normal run, where the child test does nothing.
@@ -606,7 +754,9 @@ mod tests {
     /// acknowledged key with its revision, until killed.
     #[test]
     fn crash_child() {
-        let Some(dir) = std::env::var_os(CRASH_DIR_ENV) else { return };
+        let Some(dir) = std::env::var_os(CRASH_DIR_ENV) else {
+            return;
+        };
         let store = Arc::new(SqliteStore::open(&Path::new(&dir).join("db.sqlite")).unwrap());
         let threads: Vec<_> = (0..8)
             .map(|t| {
@@ -633,7 +783,12 @@ mod tests {
     fn acknowledged_writes_survive_sigkill() {
         let dir = tempfile::tempdir().unwrap();
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["sqlite::tests::crash_child", "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                "sqlite::tests::crash_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CRASH_DIR_ENV, dir.path())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -658,13 +813,23 @@ mod tests {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let acked = reader.join().unwrap();
-        assert!(acked.len() > 100, "the child acknowledged only {} writes", acked.len());
+        assert!(
+            acked.len() > 100,
+            "the child acknowledged only {} writes",
+            acked.len()
+        );
 
         let path = dir.path().join("db.sqlite");
         let store = SqliteStore::open(&path).unwrap();
         for (key, rev) in &acked {
-            let kv = store.get(key).unwrap().unwrap_or_else(|| panic!("acknowledged {key} lost"));
-            assert_eq!((kv.mod_revision, kv.value.as_slice()), (*rev, key.as_bytes()));
+            let kv = store
+                .get(key)
+                .unwrap()
+                .unwrap_or_else(|| panic!("acknowledged {key} lost"));
+            assert_eq!(
+                (kv.mod_revision, kv.value.as_slice()),
+                (*rev, key.as_bytes())
+            );
         }
         // The log is consistent: revisions 1..=current without a gap (no compaction, only creates), one row per
         // key, the index matches the log, and SQLite's own check passes.
@@ -672,16 +837,31 @@ mod tests {
         assert!(current >= acked.len() as i64);
         let conn = rusqlite::Connection::open(&path).unwrap();
         let (rows, min, max, keys): (i64, i64, i64, i64) = conn
-            .query_row("SELECT COUNT(*), MIN(revision), MAX(revision), COUNT(DISTINCT key) FROM log", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
+            .query_row(
+                "SELECT COUNT(*), MIN(revision), MAX(revision), COUNT(DISTINCT key) FROM log",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
             .unwrap();
         assert_eq!((rows, min, max, keys), (current, 1, current, current));
-        let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(check, "ok");
-        assert_eq!(store.list("/crash/", &ListOptions::default()).unwrap().items.len() as i64, current);
+        assert_eq!(
+            store
+                .list("/crash/", &ListOptions::default())
+                .unwrap()
+                .items
+                .len() as i64,
+            current
+        );
         assert_eq!(store.create("/after-crash", vec![]).unwrap(), current + 1);
-        eprintln!("crash test: {} acknowledged, {} durable", acked.len(), current);
+        eprintln!(
+            "crash test: {} acknowledged, {} durable",
+            acked.len(),
+            current
+        );
     }
 
     /// Prints creates/s, sequential and from 16 threads (synchronous=FULL, group commit). Run with
@@ -695,7 +875,9 @@ mod tests {
         let n = 500;
         let started = Instant::now();
         for i in 0..n {
-            store.create(&format!("/seq/{i:06}"), value.clone()).unwrap();
+            store
+                .create(&format!("/seq/{i:06}"), value.clone())
+                .unwrap();
         }
         let seq = n as f64 / started.elapsed().as_secs_f64();
         let per_thread = 500;
@@ -706,7 +888,9 @@ mod tests {
                 let value = value.clone();
                 std::thread::spawn(move || {
                     for i in 0..per_thread {
-                        store.create(&format!("/par/{t:02}/{i:06}"), value.clone()).unwrap();
+                        store
+                            .create(&format!("/par/{t:02}/{i:06}"), value.clone())
+                            .unwrap();
                     }
                 })
             })
@@ -715,6 +899,8 @@ mod tests {
             t.join().unwrap();
         }
         let par = (16 * per_thread) as f64 / started.elapsed().as_secs_f64();
-        println!("creates/s (1 KiB values, synchronous=FULL): sequential {seq:.0}, 16 threads {par:.0}");
+        println!(
+            "creates/s (1 KiB values, synchronous=FULL): sequential {seq:.0}, 16 threads {par:.0}"
+        );
     }
 }

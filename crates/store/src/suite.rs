@@ -16,13 +16,28 @@ pub type Check = fn(Arc<dyn Store>);
 pub const CHECKS: &[(&str, Check)] = &[
     ("create_get_update_delete", create_get_update_delete),
     ("compare_and_swap_conflicts", compare_and_swap_conflicts),
-    ("concurrent_conflicting_updates", concurrent_conflicting_updates),
-    ("list_prefix_limit_start_after", list_prefix_limit_start_after),
+    (
+        "concurrent_conflicting_updates",
+        concurrent_conflicting_updates,
+    ),
+    (
+        "list_prefix_limit_start_after",
+        list_prefix_limit_start_after,
+    ),
     ("list_at_old_revision", list_at_old_revision),
     ("watch_replays_then_goes_live", watch_replays_then_goes_live),
-    ("watch_switchover_has_no_gap_or_duplicate", watch_switchover_has_no_gap_or_duplicate),
-    ("watch_prefix_ignores_other_keys", watch_prefix_ignores_other_keys),
-    ("watch_from_current_revision_delivers_only_new_events", watch_from_current_revision_delivers_only_new_events),
+    (
+        "watch_switchover_has_no_gap_or_duplicate",
+        watch_switchover_has_no_gap_or_duplicate,
+    ),
+    (
+        "watch_prefix_ignores_other_keys",
+        watch_prefix_ignores_other_keys,
+    ),
+    (
+        "watch_from_current_revision_delivers_only_new_events",
+        watch_from_current_revision_delivers_only_new_events,
+    ),
     ("compaction", compaction),
 ];
 
@@ -38,7 +53,10 @@ pub fn run_all(make: &dyn Fn() -> Arc<dyn Store>) {
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("build a tokio runtime for the suite")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("build a tokio runtime for the suite")
 }
 
 /// The next event of `w`, failing the check on a timeout, an error or the end of the watch.
@@ -53,7 +71,9 @@ fn next_event(rt: &tokio::runtime::Runtime, w: &mut Watch) -> Event {
 
 /// Asserts that no event arrives within a short while.
 fn assert_quiet(rt: &tokio::runtime::Runtime, w: &mut Watch) {
-    if let Ok(ev) = rt.block_on(async { tokio::time::timeout(Duration::from_millis(200), w.next()).await }) {
+    if let Ok(ev) =
+        rt.block_on(async { tokio::time::timeout(Duration::from_millis(200), w.next()).await })
+    {
         panic!("unexpected watch item: {ev:?}");
     }
 }
@@ -69,22 +89,50 @@ pub fn create_get_update_delete(store: Arc<dyn Store>) {
     assert!(r1 > 0);
     assert_eq!(store.current_revision().unwrap(), r1);
     let kv = store.get("/a").unwrap().unwrap();
-    assert_eq!((kv.key.as_str(), kv.value.as_slice(), kv.create_revision, kv.mod_revision), ("/a", &b"one"[..], r1, r1));
-    assert!(matches!(store.create("/a", b"again".to_vec()), Err(StoreError::AlreadyExists { key }) if key == "/a"));
+    assert_eq!(
+        (
+            kv.key.as_str(),
+            kv.value.as_slice(),
+            kv.create_revision,
+            kv.mod_revision
+        ),
+        ("/a", &b"one"[..], r1, r1)
+    );
+    assert!(
+        matches!(store.create("/a", b"again".to_vec()), Err(StoreError::AlreadyExists { key }) if key == "/a")
+    );
 
     let r2 = store.update("/a", b"two".to_vec(), r1).unwrap();
     assert!(r2 > r1);
     let kv = store.get("/a").unwrap().unwrap();
-    assert_eq!((kv.value.as_slice(), kv.create_revision, kv.mod_revision), (&b"two"[..], r1, r2));
+    assert_eq!(
+        (kv.value.as_slice(), kv.create_revision, kv.mod_revision),
+        (&b"two"[..], r1, r2)
+    );
 
-    assert!(matches!(store.update("/missing", vec![], 1), Err(StoreError::NotFound { key }) if key == "/missing"));
-    assert!(matches!(store.delete("/missing", None), Err(StoreError::NotFound { .. })));
+    assert!(
+        matches!(store.update("/missing", vec![], 1), Err(StoreError::NotFound { key }) if key == "/missing")
+    );
+    assert!(matches!(
+        store.delete("/missing", None),
+        Err(StoreError::NotFound { .. })
+    ));
 
     let (r3, last) = store.delete("/a", None).unwrap();
     assert!(r3 > r2);
-    assert_eq!((last.value.as_slice(), last.create_revision, last.mod_revision), (&b"two"[..], r1, r2));
+    assert_eq!(
+        (
+            last.value.as_slice(),
+            last.create_revision,
+            last.mod_revision
+        ),
+        (&b"two"[..], r1, r2)
+    );
     assert!(store.get("/a").unwrap().is_none());
-    assert!(matches!(store.update("/a", vec![], r2), Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.update("/a", vec![], r2),
+        Err(StoreError::NotFound { .. })
+    ));
     assert_eq!(store.current_revision().unwrap(), r3);
 
     // Re-creating starts a new life: a new create_revision.
@@ -99,13 +147,29 @@ pub fn compare_and_swap_conflicts(store: Arc<dyn Store>) {
     let r1 = store.create("/k", b"v1".to_vec()).unwrap();
     let r2 = store.update("/k", b"v2".to_vec(), r1).unwrap();
     match store.update("/k", b"stale".to_vec(), r1) {
-        Err(StoreError::Conflict { key, expected, current: Some(cur) }) => {
-            assert_eq!((key.as_str(), expected, cur.mod_revision, cur.value.as_slice()), ("/k", r1, r2, &b"v2"[..]));
+        Err(StoreError::Conflict {
+            key,
+            expected,
+            current: Some(cur),
+        }) => {
+            assert_eq!(
+                (
+                    key.as_str(),
+                    expected,
+                    cur.mod_revision,
+                    cur.value.as_slice()
+                ),
+                ("/k", r1, r2, &b"v2"[..])
+            );
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
     match store.delete("/k", Some(r1)) {
-        Err(StoreError::Conflict { expected, current: Some(cur), .. }) => assert_eq!((expected, cur.mod_revision), (r1, r2)),
+        Err(StoreError::Conflict {
+            expected,
+            current: Some(cur),
+            ..
+        }) => assert_eq!((expected, cur.mod_revision), (r1, r2)),
         other => panic!("expected a conflict, got {other:?}"),
     }
     assert_eq!(store.get("/k").unwrap().unwrap().value, b"v2");
@@ -129,12 +193,19 @@ pub fn concurrent_conflicting_updates(store: Arc<dyn Store>) {
         })
         .collect();
     let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let winners: Vec<Revision> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+    let winners: Vec<Revision> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
     assert_eq!(winners.len(), 1, "exactly one update wins: {results:?}");
     for r in &results {
         match r {
             Ok(_) => {}
-            Err(StoreError::Conflict { expected, current: Some(cur), .. }) => {
+            Err(StoreError::Conflict {
+                expected,
+                current: Some(cur),
+                ..
+            }) => {
                 assert_eq!(*expected, r1);
                 assert_eq!(cur.mod_revision, winners[0]);
             }
@@ -154,31 +225,92 @@ pub fn list_prefix_limit_start_after(store: Arc<dyn Store>) {
     let rev = store.current_revision().unwrap();
 
     let all = store.list("/a/", &ListOptions::default()).unwrap();
-    assert_eq!(keys(&all.items), (1..=9).map(|i| format!("/a/{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        keys(&all.items),
+        (1..=9).map(|i| format!("/a/{i}")).collect::<Vec<_>>()
+    );
     assert_eq!((all.revision, all.remaining), (rev, 0));
     assert_eq!(all.items[2].value, vec![3]);
 
-    let page1 = store.list("/a/", &ListOptions { limit: 4, ..Default::default() }).unwrap();
+    let page1 = store
+        .list(
+            "/a/",
+            &ListOptions {
+                limit: 4,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(keys(&page1.items), ["/a/1", "/a/2", "/a/3", "/a/4"]);
     assert_eq!(page1.remaining, 5);
-    let page2 =
-        store.list("/a/", &ListOptions { limit: 4, start_after: Some("/a/4".into()), ..Default::default() }).unwrap();
+    let page2 = store
+        .list(
+            "/a/",
+            &ListOptions {
+                limit: 4,
+                start_after: Some("/a/4".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(keys(&page2.items), ["/a/5", "/a/6", "/a/7", "/a/8"]);
     assert_eq!(page2.remaining, 1);
-    let page3 =
-        store.list("/a/", &ListOptions { limit: 4, start_after: Some("/a/8".into()), ..Default::default() }).unwrap();
+    let page3 = store
+        .list(
+            "/a/",
+            &ListOptions {
+                limit: 4,
+                start_after: Some("/a/8".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!((keys(&page3.items), page3.remaining), (vec!["/a/9"], 0));
-    let exact = store.list("/a/", &ListOptions { limit: 9, ..Default::default() }).unwrap();
+    let exact = store
+        .list(
+            "/a/",
+            &ListOptions {
+                limit: 9,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!((exact.items.len(), exact.remaining), (9, 0));
     // A start_after before the prefix starts at the prefix; one after it yields nothing.
-    let before = store.list("/a/", &ListOptions { start_after: Some("/".into()), ..Default::default() }).unwrap();
+    let before = store
+        .list(
+            "/a/",
+            &ListOptions {
+                start_after: Some("/".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(before.items.len(), 9);
-    let after = store.list("/a/", &ListOptions { start_after: Some("/a/9".into()), ..Default::default() }).unwrap();
+    let after = store
+        .list(
+            "/a/",
+            &ListOptions {
+                start_after: Some("/a/9".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert!(after.items.is_empty());
 
-    assert_eq!(keys(&store.list("/a", &ListOptions::default()).unwrap().items).len(), 10);
-    assert_eq!(store.list("", &ListOptions::default()).unwrap().items.len(), 12);
-    assert!(store.list("/c/", &ListOptions::default()).unwrap().items.is_empty());
+    assert_eq!(
+        keys(&store.list("/a", &ListOptions::default()).unwrap().items).len(),
+        10
+    );
+    assert_eq!(
+        store.list("", &ListOptions::default()).unwrap().items.len(),
+        12
+    );
+    assert!(store
+        .list("/c/", &ListOptions::default())
+        .unwrap()
+        .items
+        .is_empty());
 }
 
 pub fn list_at_old_revision(store: Arc<dyn Store>) {
@@ -188,22 +320,58 @@ pub fn list_at_old_revision(store: Arc<dyn Store>) {
     let (r4, _) = store.delete("/p/2", None).unwrap();
     let r5 = store.create("/p/3", b"c".to_vec()).unwrap();
     store.create("/q/1", b"x".to_vec()).unwrap();
-    let at = |rev: Revision| store.list("/p/", &ListOptions { revision: Some(rev), ..Default::default() }).unwrap();
+    let at = |rev: Revision| {
+        store
+            .list(
+                "/p/",
+                &ListOptions {
+                    revision: Some(rev),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+    };
 
     let l = at(r1);
     assert_eq!((keys(&l.items), l.revision), (vec!["/p/1"], r1));
     let l = at(r2);
     assert_eq!(keys(&l.items), ["/p/1", "/p/2"]);
-    assert_eq!((l.items[0].value.as_slice(), l.items[0].mod_revision), (&b"a"[..], r1));
+    assert_eq!(
+        (l.items[0].value.as_slice(), l.items[0].mod_revision),
+        (&b"a"[..], r1)
+    );
     let l = at(r3);
     assert_eq!(keys(&l.items), ["/p/1", "/p/2"]);
-    assert_eq!((l.items[0].value.as_slice(), l.items[0].mod_revision, l.items[0].create_revision), (&b"a2"[..], r3, r1));
+    assert_eq!(
+        (
+            l.items[0].value.as_slice(),
+            l.items[0].mod_revision,
+            l.items[0].create_revision
+        ),
+        (&b"a2"[..], r3, r1)
+    );
     assert_eq!(keys(&at(r4).items), ["/p/1"]);
     assert_eq!(keys(&at(r5).items), ["/p/1", "/p/3"]);
-    let l = store.list("/p/", &ListOptions { revision: Some(r2), limit: 1, ..Default::default() }).unwrap();
+    let l = store
+        .list(
+            "/p/",
+            &ListOptions {
+                revision: Some(r2),
+                limit: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!((keys(&l.items), l.remaining), (vec!["/p/1"], 1));
     let l = store
-        .list("/p/", &ListOptions { revision: Some(r3), limit: 1, start_after: Some("/p/1".into()), ..Default::default() })
+        .list(
+            "/p/",
+            &ListOptions {
+                revision: Some(r3),
+                limit: 1,
+                start_after: Some("/p/1".into()),
+            },
+        )
         .unwrap();
     assert_eq!((keys(&l.items), l.remaining), (vec!["/p/2"], 0));
     let current = store.current_revision().unwrap();
@@ -222,19 +390,36 @@ pub fn watch_replays_then_goes_live(store: Arc<dyn Store>) {
     // Opened from inside the runtime: watch must return at once.
     let mut w = rt.block_on(async { store.watch("/w/", 0) }).unwrap();
     let ev = next_event(&rt, &mut w);
-    assert_eq!((ev.kind, ev.revision(), ev.kv.value.as_slice(), ev.prev.clone()), (EventKind::Created, r1, &b"1"[..], None));
+    assert_eq!(
+        (
+            ev.kind,
+            ev.revision(),
+            ev.kv.value.as_slice(),
+            ev.prev.clone()
+        ),
+        (EventKind::Created, r1, &b"1"[..], None)
+    );
     let ev = next_event(&rt, &mut w);
-    assert_eq!((ev.kind, ev.revision(), ev.kv.create_revision), (EventKind::Updated, r2, r1));
+    assert_eq!(
+        (ev.kind, ev.revision(), ev.kv.create_revision),
+        (EventKind::Updated, r2, r1)
+    );
     let prev = ev.prev.unwrap();
     assert_eq!((prev.value.as_slice(), prev.mod_revision), (&b"1"[..], r1));
     let ev = next_event(&rt, &mut w);
-    assert_eq!((ev.kind, ev.revision(), ev.kv.value.as_slice()), (EventKind::Deleted, r3, &b"2"[..]));
+    assert_eq!(
+        (ev.kind, ev.revision(), ev.kv.value.as_slice()),
+        (EventKind::Deleted, r3, &b"2"[..])
+    );
     assert_eq!(ev.prev.map(|p| p.mod_revision), Some(r2));
     assert_quiet(&rt, &mut w);
 
     let r4 = store.create("/w/b", b"live".to_vec()).unwrap();
     let ev = next_event(&rt, &mut w);
-    assert_eq!((ev.kind, ev.revision(), ev.kv.key.as_str()), (EventKind::Created, r4, "/w/b"));
+    assert_eq!(
+        (ev.kind, ev.revision(), ev.kv.key.as_str()),
+        (EventKind::Created, r4, "/w/b")
+    );
 
     // From the middle of the history.
     let mut w2 = store.watch("/w/", r2).unwrap();
@@ -264,7 +449,11 @@ pub fn watch_switchover_has_no_gap_or_duplicate(store: Arc<dyn Store>) {
     let mut watches = Vec::new();
     for i in 0..WATCHES {
         let current = store.current_revision().unwrap();
-        let after = if i % 2 == 0 { current } else { (current - 50).max(first) };
+        let after = if i % 2 == 0 {
+            current
+        } else {
+            (current - 50).max(first)
+        };
         watches.push((after, store.watch("/s/", after).unwrap()));
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -273,7 +462,11 @@ pub fn watch_switchover_has_no_gap_or_duplicate(store: Arc<dyn Store>) {
         let mut expected = after + 1;
         while expected <= last {
             let ev = next_event(&rt, &mut w);
-            assert_eq!(ev.revision(), expected, "watch after {after}: gap or duplicate");
+            assert_eq!(
+                ev.revision(),
+                expected,
+                "watch after {after}: gap or duplicate"
+            );
             assert_eq!(ev.kind, EventKind::Created);
             expected += 1;
         }
@@ -330,18 +523,34 @@ pub fn compaction(store: Arc<dyn Store>) {
     // Compacting to an older point is a no-op; to the future, an error.
     store.compact(r2).unwrap();
     assert_eq!(store.compacted_revision().unwrap(), r5);
-    assert!(matches!(store.compact(r7 + 10), Err(StoreError::FutureRevision { .. })));
+    assert!(matches!(
+        store.compact(r7 + 10),
+        Err(StoreError::FutureRevision { .. })
+    ));
 
     assert!(matches!(
         store.list("/c/", &ListOptions { revision: Some(r4), ..Default::default() }),
         Err(StoreError::Compacted { requested, compacted }) if requested == r4 && compacted == r5
     ));
-    assert!(matches!(store.watch("/c/", r4), Err(StoreError::Compacted { requested, compacted }) if requested == r4 && compacted == r5));
+    assert!(
+        matches!(store.watch("/c/", r4), Err(StoreError::Compacted { requested, compacted }) if requested == r4 && compacted == r5)
+    );
 
     // The state at the compaction point is still readable.
-    let l = store.list("/c/", &ListOptions { revision: Some(r5), ..Default::default() }).unwrap();
+    let l = store
+        .list(
+            "/c/",
+            &ListOptions {
+                revision: Some(r5),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(keys(&l.items), ["/c/keep", "/c/late"]);
-    assert_eq!((l.items[0].value.as_slice(), l.items[0].mod_revision), (&b"k2"[..], r2));
+    assert_eq!(
+        (l.items[0].value.as_slice(), l.items[0].mod_revision),
+        (&b"k2"[..], r2)
+    );
     // Latest state untouched.
     let l = store.list("/c/", &ListOptions::default()).unwrap();
     assert_eq!(keys(&l.items), ["/c/keep", "/c/late"]);
@@ -350,17 +559,34 @@ pub fn compaction(store: Arc<dyn Store>) {
     // A watch from the compaction point replays what followed it, with previous values.
     let mut w = store.watch("/c/", r5).unwrap();
     let ev = next_event(&rt, &mut w);
-    assert_eq!((ev.kind, ev.revision(), ev.prev.map(|p| p.mod_revision)), (EventKind::Updated, r6, Some(r5)));
+    assert_eq!(
+        (ev.kind, ev.revision(), ev.prev.map(|p| p.mod_revision)),
+        (EventKind::Updated, r6, Some(r5))
+    );
     let ev = next_event(&rt, &mut w);
-    assert_eq!((ev.kind, ev.revision(), ev.prev.map(|p| p.value)), (EventKind::Updated, r7, Some(b"k2".to_vec())));
+    assert_eq!(
+        (ev.kind, ev.revision(), ev.prev.map(|p| p.value)),
+        (EventKind::Updated, r7, Some(b"k2".to_vec()))
+    );
     assert_quiet(&rt, &mut w);
 
     // Compacting everything keeps the live keys.
     store.compact(r7).unwrap();
-    let l = store.list("/c/", &ListOptions { revision: Some(r7), ..Default::default() }).unwrap();
+    let l = store
+        .list(
+            "/c/",
+            &ListOptions {
+                revision: Some(r7),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(keys(&l.items), ["/c/keep", "/c/late"]);
     let r8 = store.update("/c/late", b"l3".to_vec(), r6).unwrap();
     let ev = next_event(&rt, &mut w);
-    assert_eq!((ev.revision(), ev.prev.map(|p| p.mod_revision)), (r8, Some(r6)));
+    assert_eq!(
+        (ev.revision(), ev.prev.map(|p| p.mod_revision)),
+        (r8, Some(r6))
+    );
     assert_eq!(store.current_revision().unwrap(), r8);
 }

@@ -67,25 +67,46 @@ enum Phase {
 
 /// The error that ends a watcher that could not keep up.
 fn lagged(missed: Revision, current: Revision) -> StoreError {
-    StoreError::Compacted { requested: missed, compacted: current }
+    StoreError::Compacted {
+        requested: missed,
+        compacted: current,
+    }
 }
 
 impl Hub {
     /// A hub with no watchers whose last published revision is `revision`.
     pub(crate) fn new(revision: Revision) -> Self {
-        Self { revision, ..Self::default() }
+        Self {
+            revision,
+            ..Self::default()
+        }
     }
 
     /// Registers a watcher. It is live at once when there is no backlog (`after` ≥ the hub's revision); otherwise
     /// the caller must run [`replay`] with the returned id up to [`Hub::revision`].
-    pub(crate) fn subscribe(&mut self, prefix: &str, after: Revision, tx: EventSender) -> Result<u64, StoreError> {
+    pub(crate) fn subscribe(
+        &mut self,
+        prefix: &str,
+        after: Revision,
+        tx: EventSender,
+    ) -> Result<u64, StoreError> {
         if self.closed {
             return Err(StoreError::Closed);
         }
         let id = self.next_id;
         self.next_id += 1;
-        let phase = if after >= self.revision { Phase::Live } else { Phase::CatchingUp(Vec::new()) };
-        self.subscribers.push(Subscriber { id, prefix: prefix.to_owned(), after, tx, phase });
+        let phase = if after >= self.revision {
+            Phase::Live
+        } else {
+            Phase::CatchingUp(Vec::new())
+        };
+        self.subscribers.push(Subscriber {
+            id,
+            prefix: prefix.to_owned(),
+            after,
+            tx,
+            phase,
+        });
         Ok(id)
     }
 
@@ -153,14 +174,22 @@ impl Subscriber {
 
 /// Runs on the watcher's own thread: sends every event under `prefix` in `(after, upto]` from the log, then the
 /// live events buffered meanwhile, then makes the watcher live. Blocking sends only ever block this thread.
-pub(crate) fn replay(shared: Arc<Shared>, id: u64, prefix: String, after: Revision, upto: Revision, tx: EventSender) {
+pub(crate) fn replay(
+    shared: Arc<Shared>,
+    id: u64,
+    prefix: String,
+    after: Revision,
+    upto: Revision,
+    tx: EventSender,
+) {
     let fail = |err: StoreError| {
         shared.lock_hub().unsubscribe(id);
         let _ = tx.blocking_send(Err(err));
     };
     let mut cursor = after;
     loop {
-        let page = shared.with_reader(|conn| log::read_events(conn, &prefix, cursor, upto, REPLAY_PAGE));
+        let page =
+            shared.with_reader(|conn| log::read_events(conn, &prefix, cursor, upto, REPLAY_PAGE));
         let page = match page {
             Ok(page) => page,
             Err(err) => {
@@ -170,7 +199,10 @@ pub(crate) fn replay(shared: Arc<Shared>, id: u64, prefix: String, after: Revisi
         };
         if page.compacted > cursor {
             // Rows after `cursor` may already be gone: this watcher fell behind a compaction.
-            return fail(StoreError::Compacted { requested: cursor, compacted: page.compacted });
+            return fail(StoreError::Compacted {
+                requested: cursor,
+                compacted: page.compacted,
+            });
         }
         let full = page.events.len() == REPLAY_PAGE;
         for ev in page.events {
@@ -187,7 +219,9 @@ pub(crate) fn replay(shared: Arc<Shared>, id: u64, prefix: String, after: Revisi
     loop {
         let pending = {
             let mut hub = shared.lock_hub();
-            let Some(sub) = hub.subscribers.iter_mut().find(|s| s.id == id) else { return };
+            let Some(sub) = hub.subscribers.iter_mut().find(|s| s.id == id) else {
+                return;
+            };
             match std::mem::replace(&mut sub.phase, Phase::Live) {
                 Phase::CatchingUp(pending) if pending.is_empty() => return,
                 Phase::CatchingUp(pending) => {
@@ -229,6 +263,9 @@ pub(crate) fn spawn_replay(
         .map(drop)
         .map_err(|e| {
             shared.lock_hub().unsubscribe(id);
-            backend(format!("start the replay of a watch on {prefix} after revision {after}"), e)
+            backend(
+                format!("start the replay of a watch on {prefix} after revision {after}"),
+                e,
+            )
         })
 }

@@ -17,6 +17,9 @@ use crate::{Event, EventKind, KeyValue, Revision, StoreError};
 /// write locks, and both run on the writer thread, so this only matters for readers during a WAL checkpoint.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The size (bytes) the WAL file is truncated to after a checkpoint.
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
+
 /// The schema. `revision INTEGER PRIMARY KEY` makes the revision the rowid, so revision scans are primary-key range
 /// scans; `log_key_revision` serves key lookups and "latest row per key at a revision".
 const SCHEMA: &str = "
@@ -37,7 +40,10 @@ CREATE TABLE IF NOT EXISTS meta (
 
 /// Builds a [`StoreError::Backend`] from what was being done and the underlying error.
 pub(crate) fn backend(context: impl Into<String>, err: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend { context: context.into(), message: err.to_string() }
+    StoreError::Backend {
+        context: context.into(),
+        message: err.to_string(),
+    }
 }
 
 /// Opens the connection that writes: creates the file and schema, switches to WAL with `synchronous=FULL` (a
@@ -45,16 +51,24 @@ pub(crate) fn backend(context: impl Into<String>, err: impl std::fmt::Display) -
 pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     let ctx = || format!("open {}", path.display());
     let conn = Connection::open(path).map_err(|e| backend(ctx(), e))?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| backend(ctx(), e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| backend(ctx(), e))?;
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .map_err(|e| backend(format!("set journal_mode=WAL on {}", path.display()), e))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(backend(ctx(), format!("journal_mode is {mode}, WAL is required")));
+        return Err(backend(
+            ctx(),
+            format!("journal_mode is {mode}, WAL is required"),
+        ));
     }
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(|e| backend(format!("set synchronous=FULL on {}", path.display()), e))?;
-    conn.execute_batch(SCHEMA).map_err(|e| backend(format!("create the schema in {}", path.display()), e))?;
+    // After a burst of writes the WAL file would otherwise stay at its largest size; checkpoints truncate it to this.
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
+        .map_err(|e| backend(format!("set journal_size_limit on {}", path.display()), e))?;
+    conn.execute_batch(SCHEMA)
+        .map_err(|e| backend(format!("create the schema in {}", path.display()), e))?;
     Ok(conn)
 }
 
@@ -64,8 +78,10 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let ctx = || format!("open {} for reading", path.display());
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| backend(ctx(), e))?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| backend(ctx(), e))?;
-    conn.pragma_update(None, "query_only", true).map_err(|e| backend(ctx(), e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| backend(ctx(), e))?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(|e| backend(ctx(), e))?;
     Ok(conn)
 }
 
@@ -91,7 +107,12 @@ pub(crate) fn load(conn: &Connection) -> Result<Loaded, StoreError> {
     let rows = stmt
         .query_map([], |row| {
             Ok((
-                KeyValue { key: row.get(0)?, mod_revision: row.get(1)?, create_revision: row.get(2)?, value: row.get(4)? },
+                KeyValue {
+                    key: row.get(0)?,
+                    mod_revision: row.get(1)?,
+                    create_revision: row.get(2)?,
+                    value: row.get(4)?,
+                },
                 row.get::<_, bool>(3)?,
             ))
         })
@@ -103,15 +124,23 @@ pub(crate) fn load(conn: &Connection) -> Result<Loaded, StoreError> {
             live.push(kv);
         }
     }
-    Ok(Loaded { live, current: max.unwrap_or(0).max(compacted), compacted })
+    Ok(Loaded {
+        live,
+        current: max.unwrap_or(0).max(compacted),
+        compacted,
+    })
 }
 
 /// The compaction point recorded in `meta` (0 if never compacted).
 pub(crate) fn read_compacted(conn: &Connection) -> Result<Revision, StoreError> {
-    conn.query_row("SELECT value FROM meta WHERE name = 'compacted'", [], |row| row.get(0))
-        .optional()
-        .map(|v| v.unwrap_or(0))
-        .map_err(|e| backend("read the compaction point", e))
+    conn.query_row(
+        "SELECT value FROM meta WHERE name = 'compacted'",
+        [],
+        |row| row.get(0),
+    )
+    .optional()
+    .map(|v| v.unwrap_or(0))
+    .map_err(|e| backend("read the compaction point", e))
 }
 
 /// One row to append.
@@ -143,7 +172,11 @@ pub(crate) fn append(conn: &Connection, row: &Row<'_>) -> Result<(), StoreError>
 ///
 /// Rows superseded before `previous` were deleted by the compaction that set `previous`, so only rows written in
 /// `(previous, revision]` need looking at: their `prev_revision` names exactly the rows they superseded.
-pub(crate) fn compact(conn: &Connection, previous: Revision, revision: Revision) -> Result<usize, StoreError> {
+pub(crate) fn compact(
+    conn: &Connection,
+    previous: Revision,
+    revision: Revision,
+) -> Result<usize, StoreError> {
     let ctx = || format!("compact revisions {previous}..={revision}");
     let superseded = conn
         .execute(
@@ -153,7 +186,10 @@ pub(crate) fn compact(conn: &Connection, previous: Revision, revision: Revision)
         )
         .map_err(|e| backend(ctx(), e))?;
     let tombstones = conn
-        .execute("DELETE FROM log WHERE revision > ?1 AND revision <= ?2 AND deleted = 1", params![previous, revision])
+        .execute(
+            "DELETE FROM log WHERE revision > ?1 AND revision <= ?2 AND deleted = 1",
+            params![previous, revision],
+        )
         .map_err(|e| backend(ctx(), e))?;
     conn.execute(
         "INSERT INTO meta (name, value) VALUES ('compacted', ?1)
@@ -181,7 +217,9 @@ pub(crate) fn list_at(
              GROUP BY key ORDER BY key",
         )
         .map_err(|e| backend(ctx(), e))?;
-    let mut rows = stmt.query(params![prefix, start_after, revision]).map_err(|e| backend(ctx(), e))?;
+    let mut rows = stmt
+        .query(params![prefix, start_after, revision])
+        .map_err(|e| backend(ctx(), e))?;
     let mut items = Vec::new();
     let mut remaining = 0u64;
     while let Some(row) = rows.next().map_err(|e| backend(ctx(), e))? {
@@ -238,7 +276,9 @@ pub(crate) fn read_events(
             )
             .map_err(|e| backend(ctx(), e))?;
         let page = i64::try_from(page).unwrap_or(i64::MAX);
-        let mut rows = stmt.query(params![after, upto, prefix, page]).map_err(|e| backend(ctx(), e))?;
+        let mut rows = stmt
+            .query(params![after, upto, prefix, page])
+            .map_err(|e| backend(ctx(), e))?;
         while let Some(row) = rows.next().map_err(|e| backend(ctx(), e))? {
             events.push(event_from_row(row).map_err(|e| backend(ctx(), e))?);
         }
@@ -258,9 +298,12 @@ fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
     let prev_create: Option<Revision> = row.get(6)?;
     let prev_value: Option<Vec<u8>> = row.get(7)?;
     let prev = match (prev_create, prev_value) {
-        (Some(create_revision), Some(value)) if prev_revision > 0 => {
-            Some(KeyValue { key: key.clone(), value, create_revision, mod_revision: prev_revision })
-        }
+        (Some(create_revision), Some(value)) if prev_revision > 0 => Some(KeyValue {
+            key: key.clone(),
+            value,
+            create_revision,
+            mod_revision: prev_revision,
+        }),
         _ => None,
     };
     let kind = if deleted {
@@ -270,5 +313,14 @@ fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
     } else {
         EventKind::Updated
     };
-    Ok(Event { kind, kv: KeyValue { key, value, create_revision, mod_revision: revision }, prev })
+    Ok(Event {
+        kind,
+        kv: KeyValue {
+            key,
+            value,
+            create_revision,
+            mod_revision: revision,
+        },
+        prev,
+    })
 }

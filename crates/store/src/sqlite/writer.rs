@@ -23,26 +23,48 @@ const MAX_BATCH: usize = 1024;
 
 /// A request to the writer thread.
 pub(crate) enum Command {
-    Write { op: WriteOp, reply: SyncSender<Result<Applied, StoreError>> },
-    Compact { revision: Revision, reply: SyncSender<Result<(), StoreError>> },
+    Write {
+        op: WriteOp,
+        reply: SyncSender<Result<Applied, StoreError>>,
+    },
+    Compact {
+        revision: Revision,
+        reply: SyncSender<Result<(), StoreError>>,
+    },
     /// Finish the queued commands before this one, then stop.
     Shutdown,
     /// Sets a pragma on the writing connection (tests use `max_page_count` to make the disk "full").
     #[cfg(test)]
-    Pragma { name: &'static str, value: i64, reply: SyncSender<Result<(), StoreError>> },
+    Pragma {
+        name: &'static str,
+        value: i64,
+        reply: SyncSender<Result<(), StoreError>>,
+    },
 }
 
 /// One write, as the `Store` methods ask for it.
 pub(crate) enum WriteOp {
-    Create { key: String, value: Vec<u8> },
-    Update { key: String, value: Vec<u8>, expected: Revision },
-    Delete { key: String, expected: Option<Revision> },
+    Create {
+        key: String,
+        value: Vec<u8>,
+    },
+    Update {
+        key: String,
+        value: Vec<u8>,
+        expected: Revision,
+    },
+    Delete {
+        key: String,
+        expected: Option<Revision>,
+    },
 }
 
 impl WriteOp {
     fn key(&self) -> &str {
         match self {
-            WriteOp::Create { key, .. } | WriteOp::Update { key, .. } | WriteOp::Delete { key, .. } => key,
+            WriteOp::Create { key, .. }
+            | WriteOp::Update { key, .. }
+            | WriteOp::Delete { key, .. } => key,
         }
     }
 }
@@ -77,7 +99,10 @@ pub(crate) fn run(mut conn: Connection, shared: Arc<Shared>, commands: Receiver<
                 #[cfg(test)]
                 Command::Pragma { name, value, reply } => {
                     apply_writes(&mut conn, &shared, &mut writes);
-                    let _ = reply.send(conn.pragma_update(None, name, value).map_err(|e| backend(name, e)));
+                    let _ = reply.send(
+                        conn.pragma_update(None, name, value)
+                            .map_err(|e| backend(name, e)),
+                    );
                 }
             }
             if writes.len() < MAX_BATCH {
@@ -111,26 +136,43 @@ fn apply_writes(conn: &mut Connection, shared: &Shared, writes: &mut Vec<(WriteO
     let base = shared.read_index().current;
     match commit_batch(conn, shared, base, &batch) {
         Ok(outcomes) => {
-            let events: Vec<Event> =
-                outcomes.iter().filter_map(|o| if let Outcome::Accepted(ev) = o { Some(ev.clone()) } else { None }).collect();
+            let events: Vec<Event> = outcomes
+                .iter()
+                .filter_map(|o| {
+                    if let Outcome::Accepted(ev) = o {
+                        Some(ev.clone())
+                    } else {
+                        None
+                    }
+                })
+                .collect();
             if let Some(last) = events.last().map(Event::revision) {
                 {
                     let mut index = shared.write_index();
                     for ev in &events {
                         match ev.kind {
                             EventKind::Deleted => index.live.remove(&ev.kv.key),
-                            EventKind::Created | EventKind::Updated => index.live.insert(ev.kv.key.clone(), ev.kv.clone()),
+                            EventKind::Created | EventKind::Updated => {
+                                index.live.insert(ev.kv.key.clone(), ev.kv.clone())
+                            }
                         };
                     }
                     index.current = last;
                 }
                 shared.lock_hub().publish(&events, last);
             }
-            tracing::trace!(writes = batch.len(), committed = events.len(), "store batch committed");
+            tracing::trace!(
+                writes = batch.len(),
+                committed = events.len(),
+                "store batch committed"
+            );
             for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
                 let answer = match outcome {
                     Outcome::Rejected(err) => Err(err),
-                    Outcome::Accepted(ev) => Ok(Applied { revision: ev.revision(), prev: ev.prev }),
+                    Outcome::Accepted(ev) => Ok(Applied {
+                        revision: ev.revision(),
+                        prev: ev.prev,
+                    }),
                 };
                 let _ = reply.send(answer);
             }
@@ -143,7 +185,10 @@ fn apply_writes(conn: &mut Connection, shared: &Shared, writes: &mut Vec<(WriteO
             };
             for (op, reply) in batch {
                 let context = format!("write {} (batch rolled back: {context})", op.key());
-                let _ = reply.send(Err(StoreError::Backend { context, message: message.clone() }));
+                let _ = reply.send(Err(StoreError::Backend {
+                    context,
+                    message: message.clone(),
+                }));
             }
         }
     }
@@ -160,7 +205,12 @@ fn commit_batch(
     let mut revision = base;
     let txn = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| backend(format!("begin a write transaction after revision {base}"), e))?;
+        .map_err(|e| {
+            backend(
+                format!("begin a write transaction after revision {base}"),
+                e,
+            )
+        })?;
     // The current value of each key this batch has written so far (None: deleted).
     let mut overlay: HashMap<&str, Option<KeyValue>> = HashMap::new();
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -174,21 +224,42 @@ fn commit_batch(
             };
             let next = revision + 1;
             let event = match (op, current) {
-                (WriteOp::Create { key, .. }, Some(_)) => Err(StoreError::AlreadyExists { key: key.clone() }),
+                (WriteOp::Create { key, .. }, Some(_)) => {
+                    Err(StoreError::AlreadyExists { key: key.clone() })
+                }
                 (WriteOp::Create { key, value }, None) => Ok(Event {
                     kind: EventKind::Created,
-                    kv: KeyValue { key: key.clone(), value: value.clone(), create_revision: next, mod_revision: next },
+                    kv: KeyValue {
+                        key: key.clone(),
+                        value: value.clone(),
+                        create_revision: next,
+                        mod_revision: next,
+                    },
                     prev: None,
                 }),
                 (WriteOp::Update { key, .. } | WriteOp::Delete { key, .. }, None) => {
                     Err(StoreError::NotFound { key: key.clone() })
                 }
-                (WriteOp::Update { key, expected, .. }, Some(cur)) if cur.mod_revision != *expected => {
-                    Err(StoreError::Conflict { key: key.clone(), expected: *expected, current: Some(Box::new(cur)) })
+                (WriteOp::Update { key, expected, .. }, Some(cur))
+                    if cur.mod_revision != *expected =>
+                {
+                    Err(StoreError::Conflict {
+                        key: key.clone(),
+                        expected: *expected,
+                        current: Some(Box::new(cur)),
+                    })
                 }
-                (WriteOp::Delete { key, expected: Some(expected) }, Some(cur)) if cur.mod_revision != *expected => {
-                    Err(StoreError::Conflict { key: key.clone(), expected: *expected, current: Some(Box::new(cur)) })
-                }
+                (
+                    WriteOp::Delete {
+                        key,
+                        expected: Some(expected),
+                    },
+                    Some(cur),
+                ) if cur.mod_revision != *expected => Err(StoreError::Conflict {
+                    key: key.clone(),
+                    expected: *expected,
+                    current: Some(Box::new(cur)),
+                }),
                 (WriteOp::Update { key, value, .. }, Some(cur)) => Ok(Event {
                     kind: EventKind::Updated,
                     kv: KeyValue {
@@ -201,7 +272,10 @@ fn commit_batch(
                 }),
                 (WriteOp::Delete { .. }, Some(cur)) => Ok(Event {
                     kind: EventKind::Deleted,
-                    kv: KeyValue { mod_revision: next, ..cur.clone() },
+                    kv: KeyValue {
+                        mod_revision: next,
+                        ..cur.clone()
+                    },
                     prev: Some(cur),
                 }),
             };
@@ -220,17 +294,26 @@ fn commit_batch(
                         },
                     )?;
                     revision = next;
-                    overlay.insert(key, if ev.kind == EventKind::Deleted { None } else { Some(ev.kv.clone()) });
+                    overlay.insert(
+                        key,
+                        if ev.kind == EventKind::Deleted {
+                            None
+                        } else {
+                            Some(ev.kv.clone())
+                        },
+                    );
                     outcomes.push(Outcome::Accepted(ev));
                 }
             }
         }
     }
     if revision > base {
-        txn.commit().map_err(|e| backend(format!("commit revisions {}..={revision}", base + 1), e))?;
+        txn.commit()
+            .map_err(|e| backend(format!("commit revisions {}..={revision}", base + 1), e))?;
     } else {
         // Every write was rejected: nothing to make durable.
-        txn.rollback().map_err(|e| backend(format!("end an empty transaction after revision {base}"), e))?;
+        txn.rollback()
+            .map_err(|e| backend(format!("end an empty transaction after revision {base}"), e))?;
     }
     Ok(outcomes)
 }
@@ -242,7 +325,10 @@ fn compact(conn: &mut Connection, shared: &Shared, revision: Revision) -> Result
         (index.compacted, index.current)
     };
     if revision > current {
-        return Err(StoreError::FutureRevision { requested: revision, current });
+        return Err(StoreError::FutureRevision {
+            requested: revision,
+            current,
+        });
     }
     if revision <= previous {
         return Ok(());
@@ -252,8 +338,14 @@ fn compact(conn: &mut Connection, shared: &Shared, revision: Revision) -> Result
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| backend(format!("begin compaction to revision {revision}"), e))?;
     let removed = log::compact(&txn, previous, revision)?;
-    txn.commit().map_err(|e| backend(format!("commit compaction to revision {revision}"), e))?;
+    txn.commit()
+        .map_err(|e| backend(format!("commit compaction to revision {revision}"), e))?;
     shared.write_index().compacted = revision;
-    tracing::info!(revision, removed, elapsed_ms = started.elapsed().as_millis() as u64, "store compacted");
+    tracing::info!(
+        revision,
+        removed,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "store compacted"
+    );
     Ok(())
 }
