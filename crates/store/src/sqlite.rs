@@ -660,6 +660,48 @@ mod tests {
     }
 
     #[test]
+    fn replay_overtaken_by_compaction_ends_with_compacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("db.sqlite")).unwrap());
+        let total = 2000;
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in (t..total).step_by(8) {
+                        store.create(&format!("/c/{i:05}"), vec![]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let rt = runtime();
+        let mut w = store.watch("/", 0).unwrap();
+        // Let the replay fill the channel and block, then compact everything it has not read yet.
+        std::thread::sleep(Duration::from_millis(300));
+        store.compact(total as i64).unwrap();
+        let mut delivered = 0;
+        let err = loop {
+            match recv(&rt, &mut w) {
+                Some(Ok(ev)) => {
+                    delivered += 1;
+                    assert_eq!(ev.revision(), delivered);
+                }
+                Some(Err(e)) => break e,
+                None => panic!("the watch ended without an error"),
+            }
+        };
+        assert!(delivered < total as i64);
+        assert!(
+            matches!(err, StoreError::Compacted { requested, compacted } if requested == delivered && compacted == total as i64),
+            "{err}"
+        );
+        assert!(recv(&rt, &mut w).is_none());
+    }
+
+    #[test]
     fn open_failures_are_backend_errors_with_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("plain-file");
