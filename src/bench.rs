@@ -28,7 +28,11 @@ pub enum Which {
 
 pub async fn run(which: Which) -> Result<()> {
     match which {
-        Which::Api { pods, clients, watchers } => api(pods, clients, watchers).await,
+        Which::Api {
+            pods,
+            clients,
+            watchers,
+        } => api(pods, clients, watchers).await,
     }
 }
 
@@ -55,7 +59,13 @@ fn start_server() -> Result<ServerProcess> {
     let port = free_port()?;
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
-        .args(["server", "--disable-agent", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "server",
+            "--disable-agent",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("PEAPOD_LOG", "warn")
         .stdout(Stdio::piped())
@@ -72,7 +82,11 @@ fn start_server() -> Result<ServerProcess> {
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    Ok(ServerProcess { child, kubeconfig: dir.path().join("kubeconfig.yaml"), _dir: dir })
+    Ok(ServerProcess {
+        child,
+        kubeconfig: dir.path().join("kubeconfig.yaml"),
+        _dir: dir,
+    })
 }
 
 fn rss_kib(pid: u32) -> Result<u64> {
@@ -94,7 +108,11 @@ fn pod(name: &str) -> Value {
 }
 
 async fn create_ns(c: &Client, ns: &str) -> Result<()> {
-    c.create("/api/v1/namespaces", &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
+    c.create(
+        "/api/v1/namespaces",
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    )
+    .await?;
     Ok(())
 }
 
@@ -123,7 +141,8 @@ async fn api(pods: usize, clients: usize, watchers: usize) -> Result<()> {
     create_ns(&c, "bench-seq").await?;
     let t = Instant::now();
     for i in 0..pods {
-        c.create("/api/v1/namespaces/bench-seq/pods", &pod(&format!("p-{i:05}"))).await?;
+        c.create("/api/v1/namespaces/bench-seq/pods", &pod(&format!("p-{i:05}")))
+            .await?;
     }
     let seq = pods as f64 / t.elapsed().as_secs_f64();
 
@@ -139,7 +158,8 @@ async fn api(pods: usize, clients: usize, watchers: usize) -> Result<()> {
     for (k, cl) in conns.into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {
             for i in 0..per {
-                cl.create("/api/v1/namespaces/bench-par/pods", &pod(&format!("c{k:02}-{i:05}"))).await?;
+                cl.create("/api/v1/namespaces/bench-par/pods", &pod(&format!("c{k:02}-{i:05}")))
+                    .await?;
             }
             Ok::<_, peapod_client::ClientError>(())
         }));
@@ -155,13 +175,29 @@ async fn api(pods: usize, clients: usize, watchers: usize) -> Result<()> {
     let mut lat_table = Vec::new();
     for _ in 0..50 {
         let t = Instant::now();
-        let (s, b) = c.send_raw(http::Method::GET, "/api/v1/namespaces/bench-seq/pods", None, "application/json", "application/json").await?;
+        let (s, b) = c
+            .send_raw(
+                http::Method::GET,
+                "/api/v1/namespaces/bench-seq/pods",
+                None,
+                "application/json",
+                "application/json",
+            )
+            .await?;
         if !s.is_success() || b.len() < pods * 100 {
             bail!("list failed: {s}");
         }
         lat_json.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
-        let (s, _) = c.send_raw(http::Method::GET, "/api/v1/namespaces/bench-seq/pods?limit=500", None, "application/json", table).await?;
+        let (s, _) = c
+            .send_raw(
+                http::Method::GET,
+                "/api/v1/namespaces/bench-seq/pods?limit=500",
+                None,
+                "application/json",
+                table,
+            )
+            .await?;
         if !s.is_success() {
             bail!("table list failed: {s}");
         }
@@ -173,9 +209,15 @@ async fn api(pods: usize, clients: usize, watchers: usize) -> Result<()> {
         let t = Instant::now();
         let mut path = "/api/v1/namespaces/bench-seq/pods?limit=500".to_string();
         loop {
-            let (_, b) = c.send_raw(http::Method::GET, &path, None, "application/json", table).await?;
+            let (_, b) = c
+                .send_raw(http::Method::GET, &path, None, "application/json", table)
+                .await?;
             let v: Value = serde_json::from_slice(&b)?;
-            match v.pointer("/metadata/continue").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            match v
+                .pointer("/metadata/continue")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
                 Some(cont) => path = format!("/api/v1/namespaces/bench-seq/pods?limit=500&continue={cont}"),
                 None => break,
             }
@@ -186,13 +228,21 @@ async fn api(pods: usize, clients: usize, watchers: usize) -> Result<()> {
     // Watch fan-out: `watchers` watches on one namespace, then timed creates.
     create_ns(&c, "bench-watch").await?;
     let rev = c.get("/api/v1/namespaces/bench-watch/pods").await?;
-    let rv = rev.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("0").to_string();
+    let rv = rev
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("0")
+        .to_string();
     let wc = Client::connect(&cfg).await?;
     let events = 20usize;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
     let mut handles = Vec::new();
     for _ in 0..watchers {
-        let mut w = wc.watch(&format!("/api/v1/namespaces/bench-watch/pods?watch=true&resourceVersion={rv}")).await?;
+        let mut w = wc
+            .watch(&format!(
+                "/api/v1/namespaces/bench-watch/pods?watch=true&resourceVersion={rv}"
+            ))
+            .await?;
         let tx = tx.clone();
         handles.push(tokio::spawn(async move {
             let mut seen = 0;
@@ -231,17 +281,50 @@ async fn api(pods: usize, clients: usize, watchers: usize) -> Result<()> {
     let (t50, t99) = summary(lat_table);
     let (f50, f99) = summary(lat_table_full);
     let (w50, w99) = summary(delays.clone());
-    println!("peapod bench api ({} CPUs, pods={pods}, clients={clients}, watchers={watchers})", num_cpus());
+    println!(
+        "peapod bench api ({} CPUs, pods={pods}, clients={clients}, watchers={watchers})",
+        num_cpus()
+    );
     println!("{:<52} {:>12}", "figure", "value");
     println!("{:<52} {:>12.0}", "creates/s, 1 client (sequential)", seq);
-    println!("{:<52} {:>12.0}", format!("creates/s, {clients} concurrent clients"), par);
-    println!("{:<52} {:>5.1} / {:>4.1}", format!("list {pods} pods JSON, ms p50 / p99"), j50, j99);
-    println!("{:<52} {:>5.1} / {:>4.1}", "list 500 pods Table (one page), ms p50 / p99", t50, t99);
-    println!("{:<52} {:>5.1} / {:>4.1}", format!("list {pods} pods Table (all pages), ms p50 / p99"), f50, f99);
-    println!("{:<52} {:>5.1} / {:>4.1}", format!("watch delay, {watchers} watchers x {events} events, ms p50 / p99"), w50, w99);
+    println!(
+        "{:<52} {:>12.0}",
+        format!("creates/s, {clients} concurrent clients"),
+        par
+    );
+    println!(
+        "{:<52} {:>5.1} / {:>4.1}",
+        format!("list {pods} pods JSON, ms p50 / p99"),
+        j50,
+        j99
+    );
+    println!(
+        "{:<52} {:>5.1} / {:>4.1}",
+        "list 500 pods Table (one page), ms p50 / p99", t50, t99
+    );
+    println!(
+        "{:<52} {:>5.1} / {:>4.1}",
+        format!("list {pods} pods Table (all pages), ms p50 / p99"),
+        f50,
+        f99
+    );
+    println!(
+        "{:<52} {:>5.1} / {:>4.1}",
+        format!("watch delay, {watchers} watchers x {events} events, ms p50 / p99"),
+        w50,
+        w99
+    );
     println!("{:<52} {:>12}", "events delivered", delays.len());
-    println!("{:<52} {:>9.1} MB", "idle server RSS (fresh, after start)", idle_rss as f64 / 1024.0);
-    println!("{:<52} {:>9.1} MB", "server RSS after the run", loaded_rss as f64 / 1024.0);
+    println!(
+        "{:<52} {:>9.1} MB",
+        "idle server RSS (fresh, after start)",
+        idle_rss as f64 / 1024.0
+    );
+    println!(
+        "{:<52} {:>9.1} MB",
+        "server RSS after the run",
+        loaded_rss as f64 / 1024.0
+    );
     println!("targets: >= 1000 creates/s; list of 1000 pods <= 20 ms; idle RSS <= 40 MB");
     Ok(())
 }

@@ -55,7 +55,10 @@ struct ServerArgs {
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PEAPOD_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn run_server(args: ServerArgs) -> Result<()> {
@@ -63,7 +66,10 @@ async fn run_server(args: ServerArgs) -> Result<()> {
         "sqlite" => {
             std::fs::create_dir_all(&args.data_dir).with_context(|| format!("create {}", args.data_dir.display()))?;
             let path = args.data_dir.join("state.db");
-            Arc::new(peapod_store::sqlite::SqliteStore::open(&path).with_context(|| format!("open store {}", path.display()))?)
+            Arc::new(
+                peapod_store::sqlite::SqliteStore::open(&path)
+                    .with_context(|| format!("open store {}", path.display()))?,
+            )
         }
         other if other.starts_with("etcd://") => {
             bail!("--datastore {other}: the etcd backend is not built yet (issue 10); use sqlite")
@@ -73,7 +79,9 @@ async fn run_server(args: ServerArgs) -> Result<()> {
     let mut config = peapod_apiserver::Config::new(args.data_dir.clone(), args.listen);
     config.keep_revisions = args.keep_revisions;
     config.compaction_interval = std::time::Duration::from_secs(args.compaction_interval_seconds.max(1));
-    let server = peapod_apiserver::start(config, store).await.context("start the API server")?;
+    let server = peapod_apiserver::start(config, store)
+        .await
+        .context("start the API server")?;
     if !args.disable_agent {
         tracing::info!("no node agent yet: Pods stay Pending until a node joins");
     }
@@ -99,8 +107,13 @@ fn main() -> Result<()> {
         Command::Server(args) => rt.block_on(run_server(args)),
         Command::Kubeconfig { data_dir } => {
             let path = data_dir.join("kubeconfig.yaml");
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("read {} (has `peapod server --data-dir {}` run?)", path.display(), data_dir.display()))?;
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "read {} (has `peapod server --data-dir {}` run?)",
+                    path.display(),
+                    data_dir.display()
+                )
+            })?;
             print!("{text}");
             Ok(())
         }

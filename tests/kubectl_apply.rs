@@ -17,7 +17,11 @@ fn f(name: &str) -> String {
 
 /// Splits a kubectl table line into its cells (kubectl pads with at least 3 spaces; cells have no double spaces).
 fn cells(line: &str) -> Vec<String> {
-    line.split("   ").map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    line.split("   ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -29,10 +33,14 @@ fn apply_get_describe_delete_the_seed_manifests() {
     assert_eq!(out.stdout, "pod/nginx-pod created\n");
     let out = s.kubectl(&["apply", "-f", &f("nginx-pod.yaml")]).ok();
     assert_eq!(out.stdout, "pod/nginx-pod unchanged\n");
-    let edited = std::fs::read_to_string(fixture("nginx-pod.yaml")).unwrap().replace("nginx:1.21", "nginx:1.22");
+    let edited = std::fs::read_to_string(fixture("nginx-pod.yaml"))
+        .unwrap()
+        .replace("nginx:1.21", "nginx:1.22");
     let out = s.kubectl_stdin(&["apply", "-f", "-"], &edited).ok();
     assert_eq!(out.stdout, "pod/nginx-pod configured\n");
-    let image = s.kubectl(&["get", "pod", "nginx-pod", "-o", "jsonpath={.spec.containers[0].image}"]).ok();
+    let image = s
+        .kubectl(&["get", "pod", "nginx-pod", "-o", "jsonpath={.spec.containers[0].image}"])
+        .ok();
     assert_eq!(image.stdout, "nginx:1.22");
     let out = s.kubectl(&["apply", "-f", &f("web-with-log-sidecar.yaml")]).ok();
     assert_eq!(out.stdout, "pod/web-with-logger created\n");
@@ -44,9 +52,16 @@ fn apply_get_describe_delete_the_seed_manifests() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{}", out.stdout);
     assert_eq!(cells(lines[0]), ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
-    assert!(lines[0].starts_with("NAME              READY   STATUS    RESTARTS   AGE"), "{:?}", lines[0]);
+    assert!(
+        lines[0].starts_with("NAME              READY   STATUS    RESTARTS   AGE"),
+        "{:?}",
+        lines[0]
+    );
     let rows: Vec<Vec<String>> = lines[1..].iter().map(|l| cells(l)).collect();
-    assert_eq!(rows.iter().map(|r| r[0].as_str()).collect::<Vec<_>>(), ["app-with-init", "nginx-pod", "web-with-logger"]);
+    assert_eq!(
+        rows.iter().map(|r| r[0].as_str()).collect::<Vec<_>>(),
+        ["app-with-init", "nginx-pod", "web-with-logger"]
+    );
     assert_eq!(&rows[1][1..4], ["0/1", "Pending", "0"]);
     assert_eq!(&rows[2][1..4], ["0/2", "Pending", "0"]);
     assert!(rows[1][4].ends_with('s'), "age {:?}", rows[1][4]);
@@ -54,7 +69,20 @@ fn apply_get_describe_delete_the_seed_manifests() {
     // -o wide adds IP, NODE, NOMINATED NODE, READINESS GATES.
     let out = s.kubectl(&["get", "pods", "-o", "wide"]).ok();
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(cells(lines[0]), ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED NODE", "READINESS GATES"]);
+    assert_eq!(
+        cells(lines[0]),
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED NODE",
+            "READINESS GATES"
+        ]
+    );
     assert_eq!(&cells(lines[2])[5..], ["<none>", "<none>", "<none>", "<none>"]);
 
     // -l, -A.
@@ -76,7 +104,12 @@ fn apply_get_describe_delete_the_seed_manifests() {
     assert_eq!(pod["status"]["qosClass"], "BestEffort");
     assert!(pod["metadata"]["uid"].as_str().unwrap().len() == 36);
     let out = s.kubectl(&["get", "pods", "-o", "yaml"]).ok();
-    assert!(out.stdout.starts_with("apiVersion: v1\nitems:\n- apiVersion: v1\n  kind: Pod\n"), "{}", &out.stdout[..200]);
+    assert!(
+        out.stdout
+            .starts_with("apiVersion: v1\nitems:\n- apiVersion: v1\n  kind: Pod\n"),
+        "{}",
+        &out.stdout[..200]
+    );
     assert!(out.stdout.contains("    name: web-with-logger\n"));
     assert!(out.stdout.contains("kind: List\n"));
     let out = s.kubectl(&["get", "pods", "-o", "name"]).ok();
@@ -94,9 +127,11 @@ fn apply_get_describe_delete_the_seed_manifests() {
         "Status:           Pending\n",
         "    Image:        nginx:1.22\n",
         "    Port:         80/TCP\n",
-        "QoS Class:                   BestEffort\n",
-        "Tolerations:                 node.kubernetes.io/not-ready:NoExecute op=Exists for 300s\n",
-        "Events:                      <none>\n",
+        "Host Port:    0/TCP\n",
+        "QoS Class:        BestEffort\n",
+        "Tolerations:      node.kubernetes.io/not-ready:NoExecute op=Exists for 300s\n",
+        "                  node.kubernetes.io/unreachable:NoExecute op=Exists for 300s\n",
+        "Events:           <none>\n",
     ] {
         assert!(out.stdout.contains(want), "describe lacks {want:?}:\n{}", out.stdout);
     }
@@ -124,7 +159,10 @@ fn errors_in_kubectls_words() {
     let no_image = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: no-image\nspec:\n  containers:\n  - name: app\n";
     let out = s.kubectl_stdin(&["apply", "-f", "-"], no_image);
     assert_eq!(out.code, 1);
-    assert_eq!(out.stderr, "The Pod \"no-image\" is invalid: spec.containers[0].image: Required value\n");
+    assert_eq!(
+        out.stderr,
+        "The Pod \"no-image\" is invalid: spec.containers[0].image: Required value\n"
+    );
 
     let two = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  restartPolicy: Sometimes\n  containers:\n  - name: app\n";
     let out = s.kubectl_stdin(&["apply", "-f", "-"], two);
@@ -158,10 +196,18 @@ fn errors_in_kubectls_words() {
     let out = s.kubectl(&["create", "-f", &f("nginx-pod.yaml")]).ok();
     assert_eq!(out.stdout, "pod/nginx-pod created\n");
     let out = s.kubectl(&["create", "-f", &f("nginx-pod.yaml")]);
-    assert_eq!(out.stderr, format!("Error from server (AlreadyExists): error when creating \"{}\": pods \"nginx-pod\" already exists\n", f("nginx-pod.yaml")));
+    assert_eq!(
+        out.stderr,
+        format!(
+            "Error from server (AlreadyExists): error when creating \"{}\": pods \"nginx-pod\" already exists\n",
+            f("nginx-pod.yaml")
+        )
+    );
 
     // Changing an immutable field is refused with Kubernetes' message.
-    let changed = std::fs::read_to_string(fixture("nginx-pod.yaml")).unwrap().replace("containerPort: 80", "containerPort: 8080");
+    let changed = std::fs::read_to_string(fixture("nginx-pod.yaml"))
+        .unwrap()
+        .replace("containerPort: 80", "containerPort: 8080");
     let out = s.kubectl_stdin(&["apply", "-f", "-"], &changed);
     assert_eq!(out.code, 1);
     assert!(
@@ -172,8 +218,14 @@ fn errors_in_kubectls_words() {
 
     let out = s.kubectl(&["get", "pods", "-n", "nosuchns"]).ok();
     assert_eq!(out.stderr, "No resources found in nosuchns namespace.\n");
-    let out = s.kubectl_stdin(&["apply", "-n", "nope", "-f", "-"], &std::fs::read_to_string(fixture("nginx-pod.yaml")).unwrap());
-    assert_eq!(out.stderr, "Error from server (NotFound): error when creating \"STDIN\": namespaces \"nope\" not found\n");
+    let out = s.kubectl_stdin(
+        &["apply", "-n", "nope", "-f", "-"],
+        &std::fs::read_to_string(fixture("nginx-pod.yaml")).unwrap(),
+    );
+    assert_eq!(
+        out.stderr,
+        "Error from server (NotFound): error when creating \"STDIN\": namespaces \"nope\" not found\n"
+    );
 }
 
 #[test]
@@ -199,10 +251,14 @@ fn watch_sees_changes_made_by_another_command() {
     assert!(second.starts_with("web-with-logger "), "{second}");
     assert_eq!(&cells(&second)[1..3], ["0/2", "Pending"]);
     s.kubectl(&["label", "pod", "nginx-pod", "tier=front"]).ok();
-    let third = rx.recv_timeout(Duration::from_secs(20)).expect("row for the labelled pod");
+    let third = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("row for the labelled pod");
     assert!(third.starts_with("nginx-pod "), "{third}");
     s.kubectl(&["delete", "pod", "web-with-logger"]).ok();
-    let fourth = rx.recv_timeout(Duration::from_secs(20)).expect("row for the deleted pod");
+    let fourth = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("row for the deleted pod");
     assert!(fourth.starts_with("web-with-logger "), "{fourth}");
     let _ = child.kill();
     let _ = child.wait();
@@ -218,20 +274,39 @@ fn server_side_apply_namespaces_and_other_resources() {
 
     let out = s.kubectl(&["get", "namespaces"]).ok();
     for ns in ["default", "kube-node-lease", "kube-public", "kube-system"] {
-        assert!(out.stdout.lines().any(|l| cells(l)[..2] == [ns.to_string(), "Active".to_string()]), "{}", out.stdout);
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| cells(l)[..2] == [ns.to_string(), "Active".to_string()]),
+            "{}",
+            out.stdout
+        );
     }
     s.kubectl(&["create", "namespace", "team-a"]).ok();
-    s.kubectl(&["-n", "team-a", "create", "configmap", "cfg", "--from-literal=a=b"]).ok();
-    s.kubectl_stdin(&["apply", "-n", "team-a", "-f", "-"], &std::fs::read_to_string(fixture("nginx-pod.yaml")).unwrap()).ok();
+    s.kubectl(&["-n", "team-a", "create", "configmap", "cfg", "--from-literal=a=b"])
+        .ok();
+    s.kubectl_stdin(
+        &["apply", "-n", "team-a", "-f", "-"],
+        &std::fs::read_to_string(fixture("nginx-pod.yaml")).unwrap(),
+    )
+    .ok();
     assert!(Server::eventually(Duration::from_secs(10), || {
-        s.kubectl(&["-n", "team-a", "get", "serviceaccount", "default", "-o", "name"]).code == 0
+        s.kubectl(&["-n", "team-a", "get", "serviceaccount", "default", "-o", "name"])
+            .code
+            == 0
     }));
     let out = s.kubectl(&["-n", "team-a", "get", "configmaps"]).ok();
     assert!(out.stdout.contains("cfg "), "{}", out.stdout);
     let out = s.kubectl(&["delete", "namespace", "team-a"]).ok();
     assert_eq!(out.stdout, "namespace \"team-a\" deleted\n");
     let out = s.kubectl(&["get", "namespace", "team-a"]);
-    assert_eq!(out.stderr, "Error from server (NotFound): namespaces \"team-a\" not found\n");
+    assert_eq!(
+        out.stderr,
+        "Error from server (NotFound): namespaces \"team-a\" not found\n"
+    );
     let out = s.kubectl(&["delete", "namespace", "default"]);
-    assert_eq!(out.stderr, "Error from server (Forbidden): namespaces \"default\" is forbidden: this namespace may not be deleted\n");
+    assert_eq!(
+        out.stderr,
+        "Error from server (Forbidden): namespaces \"default\" is forbidden: this namespace may not be deleted\n"
+    );
 }

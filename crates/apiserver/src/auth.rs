@@ -24,8 +24,10 @@ impl User {
         let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
         let subject = cert.subject();
         let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
-        let mut groups: Vec<String> =
-            subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect();
+        let mut groups: Vec<String> = subject
+            .iter_organization()
+            .filter_map(|o| o.as_str().ok().map(str::to_string))
+            .collect();
         groups.push("system:authenticated".into());
         Some(Self { name, groups })
     }
@@ -48,7 +50,10 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(admin_token: String) -> Self {
-        Self { admin_token, tokens: RwLock::new(HashMap::new()) }
+        Self {
+            admin_token,
+            tokens: RwLock::new(HashMap::new()),
+        }
     }
 
     /// Registers another token.
@@ -59,7 +64,10 @@ impl Authenticator {
 
     /// The user behind an `Authorization` header value, if it is a known bearer token.
     pub fn authenticate_header(&self, header: &str) -> Option<User> {
-        let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer "))?.trim();
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))?
+            .trim();
         if token.is_empty() {
             return None;
         }
@@ -70,7 +78,9 @@ impl Authenticator {
             });
         }
         let t = self.tokens.read().unwrap_or_else(|e| e.into_inner());
-        t.iter().find(|(k, _)| constant_time_eq(k.as_bytes(), token.as_bytes())).map(|(_, u)| u.clone())
+        t.iter()
+            .find(|(k, _)| constant_time_eq(k.as_bytes(), token.as_bytes()))
+            .map(|(_, u)| u.clone())
     }
 }
 
@@ -85,7 +95,13 @@ mod tests {
         assert!(a.authenticate_header("Bearer secre").is_none());
         assert!(a.authenticate_header("Basic secret").is_none());
         assert!(a.authenticate_header("Bearer ").is_none());
-        a.add_token("n1".into(), User { name: "system:node:n1".into(), groups: vec![] });
+        a.add_token(
+            "n1".into(),
+            User {
+                name: "system:node:n1".into(),
+                groups: vec![],
+            },
+        );
         assert_eq!(a.authenticate_header("Bearer n1").unwrap().name, "system:node:n1");
     }
 }

@@ -44,7 +44,11 @@ fn new_object(kind: &str, api_version: &str, name: &str, namespace: Option<&str>
 
 async fn ensure(registry: &Registry, info: &ResourceInfo, ns: Option<&str>, name: &str) -> Result<(), ServerError> {
     let key = info.key(ns, name);
-    if registry.get(info, &key, name).map_err(|e| ServerError::Bootstrap(e.message))?.is_some() {
+    if registry
+        .get(info, &key, name)
+        .map_err(|e| ServerError::Bootstrap(e.message))?
+        .is_some()
+    {
         return Ok(());
     }
     let obj = new_object(info.kind, &info.api_version(), name, ns);
@@ -106,7 +110,10 @@ async fn namespace_loop(state: &State) -> Result<(), String> {
     let ns_info = info("", "namespaces").map_err(|e| e.to_string())?;
     let sa_info = info("", "serviceaccounts").map_err(|e| e.to_string())?;
     let prefix = ns_info.collection_prefix(None);
-    let (all, rev, _) = state.registry.list(ns_info, &prefix, &ListOptions::default()).map_err(|e| e.message)?;
+    let (all, rev, _) = state
+        .registry
+        .list(ns_info, &prefix, &ListOptions::default())
+        .map_err(|e| e.message)?;
     let mut watch = state.registry.watch(ns_info, &prefix, rev).map_err(|e| e.message)?;
     for ns in &all {
         reconcile_namespace(state, ns_info, sa_info, ns).await;
@@ -136,8 +143,15 @@ async fn namespace_loop(state: &State) -> Result<(), String> {
     }
 }
 
-async fn reconcile_namespace(state: &State, ns_info: &'static ResourceInfo, sa_info: &'static ResourceInfo, ns: &Value) {
-    let Some(name) = ns.pointer("/metadata/name").and_then(Value::as_str) else { return };
+async fn reconcile_namespace(
+    state: &State,
+    ns_info: &'static ResourceInfo,
+    sa_info: &'static ResourceInfo,
+    ns: &Value,
+) {
+    let Some(name) = ns.pointer("/metadata/name").and_then(Value::as_str) else {
+        return;
+    };
     if ns.pointer("/metadata/deletionTimestamp").is_none() {
         if let Err(e) = ensure(&state.registry, sa_info, Some(name), "default").await {
             tracing::warn!(namespace = name, error = %e, "creating the default service account failed");
@@ -164,10 +178,15 @@ async fn empty_namespace(state: &State, ns: &str) -> Result<bool, String> {
     let mut empty = true;
     for info in resources::RESOURCES.iter().filter(|r| r.namespaced) {
         let prefix = info.collection_prefix(Some(ns));
-        let (objs, _, _) = state.registry.list(info, &prefix, &ListOptions::default()).map_err(|e| e.message)?;
+        let (objs, _, _) = state
+            .registry
+            .list(info, &prefix, &ListOptions::default())
+            .map_err(|e| e.message)?;
         for o in objs {
             empty = false;
-            let Some(name) = o.pointer("/metadata/name").and_then(Value::as_str) else { continue };
+            let Some(name) = o.pointer("/metadata/name").and_then(Value::as_str) else {
+                continue;
+            };
             if o.pointer("/metadata/deletionTimestamp").is_some() {
                 continue;
             }

@@ -68,11 +68,17 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
 }
 
 fn group_resources(group: &str, version: &str) -> Vec<&'static ResourceInfo> {
-    resources::RESOURCES.iter().filter(|r| r.group == group && r.version == version).collect()
+    resources::RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect()
 }
 
 fn aggregated_group(group: &str) -> Value {
-    let resources: Vec<Value> = group_resources(group, "v1").into_iter().map(aggregated_resource).collect();
+    let resources: Vec<Value> = group_resources(group, "v1")
+        .into_iter()
+        .map(aggregated_resource)
+        .collect();
     let mut meta = json!({"creationTimestamp": null});
     if !group.is_empty() {
         meta["name"] = json!(group);
@@ -107,7 +113,11 @@ fn legacy_resource_list(group: &str, version: &str) -> Value {
             }));
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out})
 }
 
@@ -160,11 +170,16 @@ pub fn serve(route: &Route, headers: &HeaderMap) -> Response<Body> {
             Some(v) => aggregated(v, resources::groups().into_iter().map(aggregated_group).collect()),
             None => {
                 let groups: Vec<Value> = resources::groups().into_iter().map(api_group).collect();
-                response::json_response(StatusCode::OK, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+                response::json_response(
+                    StatusCode::OK,
+                    &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+                )
             }
         },
         Route::CoreResources => response::json_response(StatusCode::OK, &legacy_resource_list("", "v1")),
-        Route::Group(g) if resources::groups().contains(&g.as_str()) => response::json_response(StatusCode::OK, &api_group(g)),
+        Route::Group(g) if resources::groups().contains(&g.as_str()) => {
+            response::json_response(StatusCode::OK, &api_group(g))
+        }
         Route::GroupResources(g, v) if !group_resources(g, v).is_empty() => {
             response::json_response(StatusCode::OK, &legacy_resource_list(g, v))
         }
@@ -179,7 +194,12 @@ mod tests {
     #[test]
     fn core_aggregated_has_pods_with_short_name() {
         let g = aggregated_group("");
-        let pods = g["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "pods").unwrap();
+        let pods = g["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "pods")
+            .unwrap();
         assert_eq!(pods["shortNames"][0], "po");
         assert_eq!(pods["scope"], "Namespaced");
         assert!(g["metadata"].get("name").is_none());
@@ -197,7 +217,12 @@ mod tests {
     #[test]
     fn legacy_lists_subresources() {
         let l = legacy_resource_list("", "v1");
-        let names: Vec<&str> = l["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = l["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
         assert!(names.contains(&"pods/status") && names.contains(&"pods/log") && names.contains(&"namespaces"));
     }
 }

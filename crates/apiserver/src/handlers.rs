@@ -40,7 +40,11 @@ pub struct State {
 
 impl State {
     pub fn new(registry: Arc<Registry>, auth: Authenticator) -> Self {
-        Self { registry, auth, ready: AtomicBool::new(true) }
+        Self {
+            registry,
+            auth,
+            ready: AtomicBool::new(true),
+        }
     }
 }
 
@@ -97,7 +101,11 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, cert_user: Option
             if state.ready.load(Ordering::Relaxed) {
                 response::raw_response(StatusCode::OK, "text/plain; charset=utf-8", b"ok".to_vec())
             } else {
-                response::raw_response(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", b"not ready".to_vec())
+                response::raw_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain; charset=utf-8",
+                    b"not ready".to_vec(),
+                )
             }
         }
         Route::Metrics => response::raw_response(StatusCode::OK, "text/plain; version=0.0.4", Vec::new()),
@@ -175,7 +183,11 @@ async fn resource(
 /// Reads the request body, refusing more than [`MAX_REQUEST_BYTES`] with 413.
 async fn read_body(req: Request<Incoming>) -> Result<(HeaderMap, bytes::Bytes), ApiError> {
     let (parts, body) = req.into_parts();
-    if let Some(len) = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()) {
+    if let Some(len) = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+    {
         if len.parse::<usize>().map(|n| n > MAX_REQUEST_BYTES).unwrap_or(false) {
             return Err(ApiError::too_large(MAX_REQUEST_BYTES));
         }
@@ -204,7 +216,10 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     match ct.as_str() {
         "" | "application/json" | "*/*" => decode_json(body),
         "application/yaml" | "application/apply-patch+yaml" => decode_yaml(body),
-        other => Err(ApiError::unsupported_media_type(other, &["application/json", "application/yaml"])),
+        other => Err(ApiError::unsupported_media_type(
+            other,
+            &["application/json", "application/yaml"],
+        )),
     }
 }
 
@@ -214,7 +229,8 @@ fn decode_json(body: &[u8]) -> Result<Value, ApiError> {
 
 fn decode_yaml(body: &[u8]) -> Result<Value, ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
-    serde_saphyr::from_str::<Value>(text).map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))
+    serde_saphyr::from_str::<Value>(text)
+        .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))
 }
 
 /// Checks `apiVersion`/`kind`, applies `fieldValidation` (Strict rejects unknown fields, Warn reports them), and
@@ -222,7 +238,9 @@ fn decode_yaml(body: &[u8]) -> Result<Value, ApiError> {
 fn check_fields(r: &ResourceRoute, q: &Query, mut obj: Value) -> Result<(Value, Vec<String>), ApiError> {
     let info = r.info;
     if !obj.is_object() {
-        return Err(ApiError::bad_request("the object provided is unrecognized (not a JSON object)"));
+        return Err(ApiError::bad_request(
+            "the object provided is unrecognized (not a JSON object)",
+        ));
     }
     let kind_expected = match r.subresource.as_deref() {
         Some("binding") => "Binding",
@@ -251,13 +269,14 @@ fn check_fields(r: &ResourceRoute, q: &Query, mut obj: Value) -> Result<(Value, 
         let unknown = peapod_api::strict::unknown_fields(info.kind, &obj).map_err(|msg| {
             ApiError::bad_request(format!(
                 "{} in version \"{}\" cannot be handled as a {}: {msg}",
-                info.kind,
-                info.version,
-                info.kind
+                info.kind, info.version, info.kind
             ))
         })?;
         if !unknown.is_empty() {
-            let texts: Vec<String> = unknown.iter().map(|f| format!("unknown field {}", errors::quote(f))).collect();
+            let texts: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field {}", errors::quote(f)))
+                .collect();
             match mode {
                 "Strict" => {
                     return Err(ApiError::bad_request(format!(
@@ -297,7 +316,11 @@ fn object_key(r: &ResourceRoute, name: &str) -> String {
 fn labels_of(obj: &Value) -> BTreeMap<String, String> {
     obj.pointer("/metadata/labels")
         .and_then(Value::as_object)
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -314,7 +337,10 @@ impl Selectors {
         let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
         for req in &fields.requirements {
             if !info.supports_field_label(&req.field) {
-                return Err(ApiError::bad_request(format!("field label not supported: {}", req.field)));
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {}",
+                    req.field
+                )));
             }
         }
         Ok(Self { labels, fields })
@@ -326,7 +352,10 @@ impl Selectors {
 
     pub fn matches(&self, obj: &Value) -> bool {
         self.labels.matches(&labels_of(obj))
-            && self.fields.matches(&|label: &str| { let _ = (obj, label); None } /* PENDING-HELPER2 field_value */)
+            && self.fields.matches(&|label: &str| {
+                let _ = (obj, label);
+                None
+            } /* PENDING-HELPER2 field_value */)
     }
 
     /// A field selector on `metadata.name=X` lets a watch or list look at one key only.
@@ -347,7 +376,9 @@ fn encode_continue(rev: Revision, last_key: &str) -> String {
 
 fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
     let bad = || ApiError::bad_request("continue key is not valid: expected a base64 encoded continue token");
-    let bytes = base64::engine::general_purpose::URL_SAFE.decode(token).map_err(|_| bad())?;
+    let bytes = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     let rev = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
     let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
@@ -355,19 +386,28 @@ fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
 }
 
 /// Lists objects of a resource (in one namespace or all) matching the selectors, paged by `limit`/`continue`.
-pub fn list_objects(
-    state: &State,
-    r: &ResourceRoute,
-    q: &Query,
-    sel: &Selectors,
-) -> Result<(Vec<Object>, Revision, Option<String>, Option<u64>), ApiError> {
+/// One page of a list.
+pub struct ListPage {
+    pub items: Vec<Object>,
+    /// The revision the page was read at.
+    pub revision: Revision,
+    /// Where the next page starts, if there is one.
+    pub continue_token: Option<String>,
+    /// How many objects follow (only known without selectors).
+    pub remaining: Option<u64>,
+}
+
+pub fn list_objects(state: &State, r: &ResourceRoute, q: &Query, sel: &Selectors) -> Result<ListPage, ApiError> {
     let info = r.info;
     let prefix = info.collection_prefix(r.namespace.as_deref());
     let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
     let (mut revision, mut start_after) = match q.get("continue").filter(|c| !c.is_empty()) {
         Some(c) => {
             let (rev, start) = decode_continue(c)?;
-            (Some(rev), Some(format!("{}{}", prefix, start.strip_prefix(&prefix).unwrap_or(&start))))
+            (
+                Some(rev),
+                Some(format!("{}{}", prefix, start.strip_prefix(&prefix).unwrap_or(&start))),
+            )
         }
         None => (None, None),
     };
@@ -378,7 +418,11 @@ pub fn list_objects(
     let mut out = Vec::new();
     let batch = if limit == 0 { 0 } else { limit.max(64) };
     loop {
-        let opts = ListOptions { start_after: start_after.clone(), limit: batch, revision };
+        let opts = ListOptions {
+            start_after: start_after.clone(),
+            limit: batch,
+            revision,
+        };
         let (objs, rev, remaining) = state.registry.list(info, &prefix, &opts).map_err(|e| {
             if e.code == 410 && q.get("continue").is_some() {
                 ApiError::continue_expired()
@@ -397,16 +441,35 @@ pub fn list_objects(
             }
             if matched && limit > 0 && out.len() == limit {
                 if remaining > 0 || i + 1 < fetched {
-                    let left = if sel.is_empty() { Some(remaining + (fetched - i - 1) as u64) } else { None };
+                    let left = if sel.is_empty() {
+                        Some(remaining + (fetched - i - 1) as u64)
+                    } else {
+                        None
+                    };
                     let token = encode_continue(rev, key.strip_prefix(&prefix).unwrap_or(&key));
-                    return Ok((out, rev, Some(token), left));
+                    return Ok(ListPage {
+                        items: out,
+                        revision: rev,
+                        continue_token: Some(token),
+                        remaining: left,
+                    });
                 }
-                return Ok((out, rev, None, None));
+                return Ok(ListPage {
+                    items: out,
+                    revision: rev,
+                    continue_token: None,
+                    remaining: None,
+                });
             }
             last_read = Some(key);
         }
         if remaining == 0 || fetched == 0 || batch == 0 {
-            return Ok((out, rev, None, None));
+            return Ok(ListPage {
+                items: out,
+                revision: rev,
+                continue_token: None,
+                remaining: None,
+            });
         }
         start_after = last_read;
     }
@@ -414,7 +477,12 @@ pub fn list_objects(
 
 fn list(state: &State, r: &ResourceRoute, q: &Query, rep: Representation) -> Result<Response<Body>, ApiError> {
     let sel = Selectors::parse(r.info, q)?;
-    let (items, rev, cont, remaining) = list_objects(state, r, q, &sel)?;
+    let ListPage {
+        items,
+        revision: rev,
+        continue_token: cont,
+        remaining,
+    } = list_objects(state, r, q, &sel)?;
     let meta = response::list_meta(rev, cont.as_deref(), remaining);
     Ok(match rep {
         Representation::Object => response::list_body(r.info, &items, meta),
@@ -443,7 +511,14 @@ fn get(state: &State, r: &ResourceRoute, q: &Query, rep: Representation) -> Resu
         Representation::Table => {
             let include = IncludeObject::parse(q.get("includeObject"));
             let meta = json!({"resourceVersion": meta_str(&obj, "resourceVersion").unwrap_or("")});
-            let t = response::table(r.info, std::slice::from_ref(&obj), meta, include, true, jiff::Timestamp::now());
+            let t = response::table(
+                r.info,
+                std::slice::from_ref(&obj),
+                meta,
+                include,
+                true,
+                jiff::Timestamp::now(),
+            );
             response::json_response(StatusCode::OK, &t)
         }
     })
@@ -454,7 +529,14 @@ fn object_reply(code: StatusCode, info: &ResourceInfo, obj: &Object, rep: Repres
     match rep {
         Representation::Table => {
             let meta = json!({"resourceVersion": meta_str(obj, "resourceVersion").unwrap_or("")});
-            let t = response::table(info, std::slice::from_ref(obj), meta, IncludeObject::Metadata, true, jiff::Timestamp::now());
+            let t = response::table(
+                info,
+                std::slice::from_ref(obj),
+                meta,
+                IncludeObject::Metadata,
+                true,
+                jiff::Timestamp::now(),
+            );
             response::json_response(code, &t)
         }
         _ => response::json_response(code, &**obj),
@@ -472,7 +554,9 @@ fn random_suffix(n: usize) -> String {
 
 /// The namespace must exist and not be terminating before anything is created in it.
 fn check_namespace_open(state: &State, r: &ResourceRoute, name: &str) -> Result<(), ApiError> {
-    let Some(ns) = r.namespace.as_deref().filter(|_| r.info.namespaced) else { return Ok(()) };
+    let Some(ns) = r.namespace.as_deref().filter(|_| r.info.namespaced) else {
+        return Ok(());
+    };
     let ns_info = resources::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("namespaces not served"))?;
     let Some(nso) = state.registry.get(ns_info, &ns_info.key(None, ns), ns)? else {
         return Err(ApiError::not_found("", "namespaces", ns));
@@ -510,10 +594,20 @@ fn managed_entry(manager: &str, operation: &str, api_version: &str, subresource:
 
 /// Records a write by `manager` in `managedFields`: one entry per manager, operation and subresource.
 fn record_manager(obj: &mut Value, manager: Option<&str>, operation: &str, subresource: Option<&str>) {
-    let Some(manager) = manager.filter(|m| !m.is_empty()) else { return };
-    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("v1").to_string();
+    let Some(manager) = manager.filter(|m| !m.is_empty()) else {
+        return;
+    };
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("v1")
+        .to_string();
     let m = metadata_mut(obj);
-    let mut list: Vec<Value> = m.get("managedFields").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut list: Vec<Value> = m
+        .get("managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     list.retain(|e| {
         !(e.get("manager").and_then(Value::as_str) == Some(manager)
             && e.get("operation").and_then(Value::as_str) == Some(operation)
@@ -559,7 +653,14 @@ fn prepare_create(state: &State, r: &ResourceRoute, obj: &mut Value) -> Result<S
                 m.insert("name".into(), json!(generated));
             }
         }
-        for f in ["uid", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "generation"] {
+        for f in [
+            "uid",
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+            "generation",
+        ] {
             m.remove(f);
         }
         m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
@@ -595,7 +696,10 @@ async fn create(
 ) -> Result<Response<Body>, ApiError> {
     let obj = decode_body(headers, &body)?;
     let (mut obj, warnings) = check_fields(r, q, obj)?;
-    let manager = q.get("fieldManager").map(str::to_string).or_else(|| default_manager(headers));
+    let manager = q
+        .get("fieldManager")
+        .map(str::to_string)
+        .or_else(|| default_manager(headers));
     let name = prepare_create(state, r, &mut obj)?;
     record_manager(&mut obj, manager.as_deref(), "Update", None);
     let rep = response::negotiate(headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()));
@@ -612,7 +716,10 @@ async fn create(
 
 /// Resources whose PUT creates a missing object (kube-apiserver's `AllowCreateOnUpdate`).
 fn allow_create_on_update(info: &ResourceInfo) -> bool {
-    matches!((info.group, info.plural), ("", "events") | ("events.k8s.io", "events") | ("coordination.k8s.io", "leases"))
+    matches!(
+        (info.group, info.plural),
+        ("", "events") | ("events.k8s.io", "events") | ("coordination.k8s.io", "leases")
+    )
 }
 
 /// Whether the resource has a `status` subresource (then main writes keep the old status and status writes keep
@@ -622,7 +729,13 @@ fn has_status(info: &ResourceInfo) -> bool {
 }
 
 /// System metadata that only the server sets, carried over from the stored object on every update.
-const SYSTEM_META: &[&str] = &["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"];
+const SYSTEM_META: &[&str] = &[
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+];
 
 /// Builds the new state of an object from the stored one and what the client sent, by subresource.
 fn merge_for_update(info: &ResourceInfo, sub: Option<&str>, old: &Value, new: Value) -> Value {
@@ -631,7 +744,10 @@ fn merge_for_update(info: &ResourceInfo, sub: Option<&str>, old: &Value, new: Va
             // Status writes change status (and labels/annotations, as Kubernetes allows) and nothing else.
             let mut out = old.clone();
             out["status"] = new.get("status").cloned().unwrap_or_else(|| json!({}));
-            if let (Some(om), Some(nm)) = (out.get_mut("metadata").and_then(Value::as_object_mut), new.get("metadata")) {
+            if let (Some(om), Some(nm)) = (
+                out.get_mut("metadata").and_then(Value::as_object_mut),
+                new.get("metadata"),
+            ) {
                 for f in ["labels", "annotations"] {
                     match nm.get(f) {
                         Some(v) => {
@@ -702,6 +818,12 @@ enum Written {
 }
 
 /// Validates and writes `new` (already merged) over `old` with compare-and-swap on `expected`.
+/// Who writes and how, for `managedFields`.
+struct WriteBy<'a> {
+    manager: Option<&'a str>,
+    operation: &'a str,
+}
+
 async fn write_update(
     state: &State,
     r: &ResourceRoute,
@@ -709,9 +831,9 @@ async fn write_update(
     old: &Object,
     mut new: Value,
     expected: Revision,
-    manager: Option<&str>,
-    operation: &str,
+    by: WriteBy<'_>,
 ) -> Result<Written, ApiError> {
+    let WriteBy { manager, operation } = by;
     let info = r.info;
     let name = r.name.as_deref().unwrap_or("");
     let sub = r.subresource.as_deref();
@@ -731,14 +853,24 @@ async fn write_update(
         return Ok(Written::Updated(Arc::new(new)));
     }
     let key = object_key(r, name);
-    let finalizers_empty = new.pointer("/metadata/finalizers").and_then(Value::as_array).map(|a| a.is_empty()).unwrap_or(true);
+    let finalizers_empty = new
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| a.is_empty())
+        .unwrap_or(true);
     let deleting = new.pointer("/metadata/deletionTimestamp").is_some();
-    let grace_done = new.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0;
+    let grace_done = new
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        == 0;
     if deleting && finalizers_empty && grace_done && !(info.kind == "Namespace" && info.group.is_empty()) {
         let last = state.registry.delete(info, &key, name, Some(expected)).await?;
         return Ok(Written::Deleted(last));
     }
-    Ok(Written::Updated(state.registry.update(info, &key, name, &new, expected).await?))
+    Ok(Written::Updated(
+        state.registry.update(info, &key, name, &new, expected).await?,
+    ))
 }
 
 /// PUT: replace an object (or its status) with optimistic concurrency.
@@ -779,9 +911,9 @@ async fn replace(
     };
     let current_rv = resource_version(&old).unwrap_or(0);
     let expected = match meta_str(&obj, "resourceVersion").filter(|s| !s.is_empty()) {
-        Some(s) => s.parse::<Revision>().map_err(|_| {
-            ApiError::bad_request(format!("invalid resourceVersion {}", errors::quote(s)))
-        })?,
+        Some(s) => s
+            .parse::<Revision>()
+            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {}", errors::quote(s))))?,
         None => current_rv,
     };
     if expected != current_rv {
@@ -796,7 +928,20 @@ async fn replace(
         }
     }
     let new = merge_for_update(info, r.subresource.as_deref(), &old, obj);
-    match write_update(state, r, q, &old, new, expected, manager.as_deref(), "Update").await? {
+    match write_update(
+        state,
+        r,
+        q,
+        &old,
+        new,
+        expected,
+        WriteBy {
+            manager: manager.as_deref(),
+            operation: "Update",
+        },
+    )
+    .await?
+    {
         Written::Updated(o) | Written::Deleted(o) => Ok(object_reply(StatusCode::OK, info, &o, rep)),
     }
 }
@@ -822,11 +967,17 @@ async fn patch(
     if !ACCEPTED.contains(&ct.as_str()) {
         return Err(ApiError::unsupported_media_type(&ct, ACCEPTED));
     }
-    let patch_doc = if ct == "application/apply-patch+yaml" { decode_yaml(&body)? } else { decode_json(&body)? };
+    let patch_doc = if ct == "application/apply-patch+yaml" {
+        decode_yaml(&body)?
+    } else {
+        decode_json(&body)?
+    };
     let is_apply = ct == "application/apply-patch+yaml";
     let manager = q.get("fieldManager").map(str::to_string);
     if is_apply && manager.as_deref().unwrap_or("").is_empty() {
-        return Err(ApiError::bad_request("PATCH, fieldManager is required for apply requests"));
+        return Err(ApiError::bad_request(
+            "PATCH, fieldManager is required for apply requests",
+        ));
     }
     let manager = manager.or_else(|| default_manager(headers));
     let mut warnings = Vec::new();
@@ -888,7 +1039,20 @@ async fn patch(
         patched["apiVersion"] = json!(info.api_version());
         let new = merge_for_update(info, r.subresource.as_deref(), &old, patched);
         let op = if is_apply { "Apply" } else { "Update" };
-        match write_update(state, r, q, &old, new, current_rv, manager.as_deref(), op).await {
+        match write_update(
+            state,
+            r,
+            q,
+            &old,
+            new,
+            current_rv,
+            WriteBy {
+                manager: manager.as_deref(),
+                operation: op,
+            },
+        )
+        .await
+        {
             Ok(Written::Updated(o)) | Ok(Written::Deleted(o)) => {
                 let mut resp = object_reply(StatusCode::OK, info, &o, rep);
                 response::add_warnings(&mut resp, &warnings);
@@ -930,7 +1094,11 @@ fn delete_options(q: &Query, headers: &HeaderMap, body: &[u8]) -> Result<DeleteO
             o.uid = p.get("uid").and_then(Value::as_str).map(str::to_string);
             o.resource_version = p.get("resourceVersion").and_then(Value::as_str).map(str::to_string);
         }
-        if v.get("dryRun").and_then(Value::as_array).map(|a| a.iter().any(|x| x == "All")).unwrap_or(false) {
+        if v.get("dryRun")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().any(|x| x == "All"))
+            .unwrap_or(false)
+        {
             o.dry_run = true;
         }
         if let Some(p) = v.get("orphanDependents").and_then(Value::as_bool) {
@@ -941,11 +1109,16 @@ fn delete_options(q: &Query, headers: &HeaderMap, body: &[u8]) -> Result<DeleteO
     }
     if let Some(p) = o.propagation.as_deref() {
         if !matches!(p, "Orphan" | "Background" | "Foreground") {
-            return Err(ApiError::invalid("", "DeleteOptions", "", &[FieldError::not_supported(
-                "propagationPolicy",
-                errors::quote(p),
-                &["Foreground", "Background", "Orphan", "nil"],
-            )]));
+            return Err(ApiError::invalid(
+                "",
+                "DeleteOptions",
+                "",
+                &[FieldError::not_supported(
+                    "propagationPolicy",
+                    errors::quote(p),
+                    &["Foreground", "Background", "Orphan", "nil"],
+                )],
+            ));
         }
     }
     Ok(o)
@@ -954,7 +1127,10 @@ fn delete_options(q: &Query, headers: &HeaderMap, body: &[u8]) -> Result<DeleteO
 /// The grace period a Pod deletion gets (`CheckGracefulDelete` in kube-apiserver's pod strategy).
 fn pod_grace_period(pod: &Value, requested: Option<i64>) -> i64 {
     let mut period = requested
-        .or_else(|| pod.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .or_else(|| {
+            pod.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
         .unwrap_or(0);
     let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
     let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
@@ -968,30 +1144,48 @@ fn pod_grace_period(pod: &Value, requested: Option<i64>) -> i64 {
 }
 
 /// Deletes one object: graceful for Pods on a node, deferred while finalizers remain, immediate otherwise.
-async fn delete_one(state: &State, r: &ResourceRoute, name: &str, opts: &DeleteOptions) -> Result<(StatusCode, Object, bool), ApiError> {
+async fn delete_one(
+    state: &State,
+    r: &ResourceRoute,
+    name: &str,
+    opts: &DeleteOptions,
+) -> Result<(StatusCode, Object, bool), ApiError> {
     let info = r.info;
     let key = object_key(r, name);
     let old = get_current(state, r, name)?;
     if let Some(uid) = opts.uid.as_deref() {
         let have = meta_str(&old, "uid").unwrap_or("");
         if uid != have {
-            return Err(ApiError::conflict(info.group, info.plural, name, &format!(
-                "Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"
-            )));
+            return Err(ApiError::conflict(
+                info.group,
+                info.plural,
+                name,
+                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"),
+            ));
         }
     }
     if let Some(rv) = opts.resource_version.as_deref() {
         let have = meta_str(&old, "resourceVersion").unwrap_or("");
         if rv != have {
-            return Err(ApiError::conflict(info.group, info.plural, name, &format!(
+            return Err(ApiError::conflict(
+                info.group,
+                info.plural,
+                name,
+                &format!(
                 "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {have}"
-            )));
+            ),
+            ));
         }
     }
     let rev = resource_version(&old).unwrap_or(0);
     let is_ns = info.kind == "Namespace" && info.group.is_empty();
     if is_ns && IMMORTAL_NAMESPACES.contains(&name) {
-        return Err(ApiError::forbidden(info.group, info.plural, name, "this namespace may not be deleted"));
+        return Err(ApiError::forbidden(
+            info.group,
+            info.plural,
+            name,
+            "this namespace may not be deleted",
+        ));
     }
     let mut new = (*old).clone();
     let now = jiff::Timestamp::now();
@@ -1011,9 +1205,15 @@ async fn delete_one(state: &State, r: &ResourceRoute, name: &str, opts: &DeleteO
     }
     let is_pod = info.kind == "Pod" && info.group.is_empty();
     let grace = if is_pod { pod_grace_period(&old, opts.grace) } else { 0 };
-    let has_finalizers = old.pointer("/metadata/finalizers").and_then(Value::as_array).map(|a| !a.is_empty()).unwrap_or(false);
+    let has_finalizers = old
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| !a.is_empty())
+        .unwrap_or(false);
     if grace > 0 || has_finalizers {
-        let current_grace = old.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+        let current_grace = old
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64);
         let already = old.pointer("/metadata/deletionTimestamp").is_some();
         if already && current_grace.map(|c| c <= grace).unwrap_or(true) {
             // A second delete may only shorten the grace period.
@@ -1023,13 +1223,11 @@ async fn delete_one(state: &State, r: &ResourceRoute, name: &str, opts: &DeleteO
         let deadline = now.checked_add(jiff::SignedDuration::from_secs(grace)).unwrap_or(now);
         m.insert("deletionTimestamp".into(), json!(format_time(deadline)));
         m.insert("deletionGracePeriodSeconds".into(), json!(grace));
-        if !(grace == 0 && !has_finalizers) {
-            if opts.dry_run {
-                return Ok((StatusCode::OK, Arc::new(new), false));
-            }
-            let o = state.registry.update(info, &key, name, &new, rev).await?;
-            return Ok((StatusCode::OK, o, false));
+        if opts.dry_run {
+            return Ok((StatusCode::OK, Arc::new(new), false));
         }
+        let o = state.registry.update(info, &key, name, &new, rev).await?;
+        return Ok((StatusCode::OK, o, false));
     }
     if opts.dry_run {
         return Ok((StatusCode::OK, old, true));
@@ -1040,12 +1238,17 @@ async fn delete_one(state: &State, r: &ResourceRoute, name: &str, opts: &DeleteO
 
 /// Kinds whose DELETE returns the deleted object (kube-apiserver's `ReturnDeletedObject`); others return a Status.
 fn returns_deleted_object(info: &ResourceInfo) -> bool {
-    matches!((info.group, info.plural), ("", "pods") | ("", "namespaces") | ("", "nodes") | ("", "services"))
+    matches!(
+        (info.group, info.plural),
+        ("", "pods") | ("", "namespaces") | ("", "nodes") | ("", "services")
+    )
 }
 
 /// Deletes one object with default options (used by the namespace controller).
 pub async fn delete_object(state: &State, r: &ResourceRoute, name: &str) -> Result<Object, ApiError> {
-    delete_one(state, r, name, &DeleteOptions::default()).await.map(|(_, o, _)| o)
+    delete_one(state, r, name, &DeleteOptions::default())
+        .await
+        .map(|(_, o, _)| o)
 }
 
 async fn delete(
@@ -1061,7 +1264,10 @@ async fn delete(
     let (code, obj, gone) = delete_one(state, r, &name, &opts).await?;
     if gone && !returns_deleted_object(r.info) {
         let uid = meta_str(&obj, "uid").unwrap_or("");
-        return Ok(response::json_response(code, &errors::success_status(r.info.group, r.info.plural, &name, uid)));
+        return Ok(response::json_response(
+            code,
+            &errors::success_status(r.info.group, r.info.plural, &name, uid),
+        ));
     }
     Ok(object_reply(code, r.info, &obj, rep))
 }
@@ -1075,47 +1281,94 @@ async fn delete_collection(
 ) -> Result<Response<Body>, ApiError> {
     let opts = delete_options(q, headers, &body)?;
     let sel = Selectors::parse(r.info, q)?;
-    let (items, rev, _, _) = list_objects(state, r, &Query::default(), &sel)?;
+    let ListPage {
+        items, revision: rev, ..
+    } = list_objects(state, r, &Query::default(), &sel)?;
     let mut deleted = Vec::new();
     for o in items {
         let Some(name) = meta_str(&o, "name") else { continue };
-        let rr = ResourceRoute { namespace: meta_str(&o, "namespace").map(str::to_string), name: Some(name.to_string()), ..r.clone() };
+        let rr = ResourceRoute {
+            namespace: meta_str(&o, "namespace").map(str::to_string),
+            name: Some(name.to_string()),
+            ..r.clone()
+        };
         match delete_one(state, &rr, name, &opts).await {
             Ok((_, obj, _)) => deleted.push(obj),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(response::list_body(r.info, &deleted, response::list_meta(rev, None, None)))
+    Ok(response::list_body(
+        r.info,
+        &deleted,
+        response::list_meta(rev, None, None),
+    ))
 }
 
 /// `pods/binding`: assigns a Pod to a node (what the scheduler posts).
-async fn binding(state: &State, r: &ResourceRoute, headers: &HeaderMap, body: bytes::Bytes) -> Result<Response<Body>, ApiError> {
+async fn binding(
+    state: &State,
+    r: &ResourceRoute,
+    headers: &HeaderMap,
+    body: bytes::Bytes,
+) -> Result<Response<Body>, ApiError> {
     let name = r.name.clone().unwrap_or_default();
     let b = decode_body(headers, &body)?;
-    let node = b.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let node = b
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if node.is_empty() {
-        return Err(ApiError::invalid("", "Binding", &name, &[FieldError::required("target.name", "")]));
+        return Err(ApiError::invalid(
+            "",
+            "Binding",
+            &name,
+            &[FieldError::required("target.name", "")],
+        ));
     }
-    let pr = ResourceRoute { subresource: None, ..r.clone() };
+    let pr = ResourceRoute {
+        subresource: None,
+        ..r.clone()
+    };
     let old = get_current(state, &pr, &name)?;
     if old.pointer("/metadata/deletionTimestamp").is_some() {
-        return Err(ApiError::conflict("", "pods/binding", &name, &format!("pod {name} is being deleted, cannot be assigned to a host")));
+        return Err(ApiError::conflict(
+            "",
+            "pods/binding",
+            &name,
+            &format!("pod {name} is being deleted, cannot be assigned to a host"),
+        ));
     }
     let current = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
     if !current.is_empty() {
-        return Err(ApiError::conflict("", "pods/binding", &name, &format!("pod {name} is already assigned to node {}", errors::quote(current))));
+        return Err(ApiError::conflict(
+            "",
+            "pods/binding",
+            &name,
+            &format!("pod {name} is already assigned to node {}", errors::quote(current)),
+        ));
     }
     let mut new = (*old).clone();
     new["spec"]["nodeName"] = json!(node);
     let now = now_rfc3339();
-    let mut conds: Vec<Value> = new.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut conds: Vec<Value> = new
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     conds.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
     conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
     new["status"]["conditions"] = Value::Array(conds);
     let rev = resource_version(&old).unwrap_or(0);
-    state.registry.update(r.info, &object_key(&pr, &name), &name, &new, rev).await?;
-    Ok(response::json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+    state
+        .registry
+        .update(r.info, &object_key(&pr, &name), &name, &new, rev)
+        .await?;
+    Ok(response::json_response(
+        StatusCode::CREATED,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    ))
 }
 
 /// The container a log/exec request is for: the `container` parameter, or the only container.
@@ -1123,19 +1376,32 @@ fn pick_container(pod: &Value, name: &str, q: &Query) -> Result<String, ApiError
     let names: Vec<String> = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let init: Vec<String> = pod
         .pointer("/spec/initContainers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     match q.get("container").filter(|c| !c.is_empty()) {
         Some(c) if names.iter().chain(init.iter()).any(|n| n == c) => Ok(c.to_string()),
-        Some(c) => Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}"))),
+        Some(c) => Err(ApiError::bad_request(format!(
+            "container {c} is not valid for pod {name}"
+        ))),
         None if names.len() == 1 => Ok(names[0].clone()),
         None => {
-            let mut msg = format!("a container name must be specified for pod {name}, choose one of: [{}]", names.join(" "));
+            let mut msg = format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                names.join(" ")
+            );
             if !init.is_empty() {
                 msg.push_str(&format!(" or one of the init containers: [{}]", init.join(" ")));
             }
@@ -1148,7 +1414,10 @@ fn pick_container(pod: &Value, name: &str, q: &Query) -> Result<String, ApiError
 /// scheduled one the kubelet's "waiting to start" message.
 fn logs(state: &State, r: &ResourceRoute, q: &Query) -> Result<Response<Body>, ApiError> {
     let name = r.name.clone().unwrap_or_default();
-    let pr = ResourceRoute { subresource: None, ..r.clone() };
+    let pr = ResourceRoute {
+        subresource: None,
+        ..r.clone()
+    };
     let pod = get_current(state, &pr, &name)?;
     let container = pick_container(&pod, &name, q)?;
     let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
@@ -1173,13 +1442,20 @@ fn logs(state: &State, r: &ResourceRoute, q: &Query) -> Result<Response<Body>, A
 /// exec/attach/portforward need a running container on a node.
 fn not_running(state: &State, r: &ResourceRoute) -> Result<Response<Body>, ApiError> {
     let name = r.name.clone().unwrap_or_default();
-    let pr = ResourceRoute { subresource: None, ..r.clone() };
+    let pr = ResourceRoute {
+        subresource: None,
+        ..r.clone()
+    };
     let pod = get_current(state, &pr, &name)?;
     let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
     if node.is_empty() {
-        return Err(ApiError::bad_request(format!("pod {name} does not have a host assigned")));
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
     }
-    Err(ApiError::bad_request(format!("unable to upgrade connection: container not found ({name})")))
+    Err(ApiError::bad_request(format!(
+        "unable to upgrade connection: container not found ({name})"
+    )))
 }
 
 #[cfg(test)]
@@ -1195,7 +1471,8 @@ mod tests {
 
     #[test]
     fn grace_periods() {
-        let scheduled = json!({"spec": {"nodeName": "n", "terminationGracePeriodSeconds": 30}, "status": {"phase": "Running"}});
+        let scheduled =
+            json!({"spec": {"nodeName": "n", "terminationGracePeriodSeconds": 30}, "status": {"phase": "Running"}});
         assert_eq!(pod_grace_period(&scheduled, None), 30);
         assert_eq!(pod_grace_period(&scheduled, Some(0)), 0);
         assert_eq!(pod_grace_period(&scheduled, Some(-5)), 1);

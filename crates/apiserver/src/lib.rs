@@ -61,7 +61,12 @@ pub struct Config {
 
 impl Config {
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
-        Self { data_dir, listen, keep_revisions: 10_000, compaction_interval: bootstrap::COMPACTION_INTERVAL }
+        Self {
+            data_dir,
+            listen,
+            keep_revisions: 10_000,
+            compaction_interval: bootstrap::COMPACTION_INTERVAL,
+        }
     }
 }
 
@@ -92,14 +97,20 @@ impl RunningServer {
 
 /// Opens the store, prepares credentials, bootstraps the cluster's initial objects and starts serving.
 pub async fn start(config: Config, store: Arc<dyn peapod_store::Store>) -> Result<RunningServer, ServerError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| ServerError::Io { context: format!("create {}", config.data_dir.display()), source: e })?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| ServerError::Io {
+        context: format!("create {}", config.data_dir.display()),
+        source: e,
+    })?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|e| ServerError::Io { context: format!("listen on {}", config.listen), source: e })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ServerError::Io { context: "read listening address".into(), source: e })?;
+        .map_err(|e| ServerError::Io {
+            context: format!("listen on {}", config.listen),
+            source: e,
+        })?;
+    let addr = listener.local_addr().map_err(|e| ServerError::Io {
+        context: "read listening address".into(),
+        source: e,
+    })?;
     let names = pki::serving_names(addr);
     let pki = pki::Pki::load_or_create(&config.data_dir, &names)?;
     let url = pki::server_url(addr);
@@ -115,5 +126,11 @@ pub async fn start(config: Config, store: Arc<dyn peapod_store::Store>) -> Resul
     let (tx, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(serve::accept_loop(listener, tls, state, rx));
     tracing::info!(%addr, kubeconfig = %kubeconfig.display(), "API server ready");
-    Ok(RunningServer { addr, kubeconfig, url, shutdown: tx, task })
+    Ok(RunningServer {
+        addr,
+        kubeconfig,
+        url,
+        shutdown: tx,
+        task,
+    })
 }

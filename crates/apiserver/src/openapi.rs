@@ -28,7 +28,9 @@ fn operation_id(r: &ResourceInfo) -> String {
         .next()
         .map(|g| {
             let mut c = g.chars();
-            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                .unwrap_or_default()
         })
         .unwrap_or_default();
     let group = if group.is_empty() { "Core".to_string() } else { group };
@@ -47,7 +49,10 @@ fn schema_name(r: &ResourceInfo) -> String {
 
 /// The document for one group-version.
 pub fn document(group: &str, version: &str) -> Option<Value> {
-    let rs: Vec<&ResourceInfo> = resources::RESOURCES.iter().filter(|r| r.group == group && r.version == version).collect();
+    let rs: Vec<&ResourceInfo> = resources::RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if rs.is_empty() {
         return None;
     }
@@ -55,14 +60,20 @@ pub fn document(group: &str, version: &str) -> Option<Value> {
     let mut schemas = Map::new();
     for r in rs {
         let path = if r.namespaced {
-            format!("/{}/namespaces/{{namespace}}/{}/{{name}}", gv_path(group, version), r.plural)
+            format!(
+                "/{}/namespaces/{{namespace}}/{}/{{name}}",
+                gv_path(group, version),
+                r.plural
+            )
         } else {
             format!("/{}/{}/{{name}}", gv_path(group, version), r.plural)
         };
         let params: Vec<Value> = ["fieldManager", "fieldValidation", "dryRun"]
             .iter()
             .map(|p| json!({"name": p, "in": "query", "schema": {"type": "string", "uniqueItems": true}}))
-            .chain(std::iter::once(json!({"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": true}})))
+            .chain(std::iter::once(
+                json!({"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": true}}),
+            ))
             .collect();
         paths.insert(
             path,
@@ -119,14 +130,22 @@ pub fn serve(route: &Route, headers: &HeaderMap) -> Response<Body> {
             for (g, v) in group_versions() {
                 if let Some(doc) = document(g, v) {
                     let p = gv_path(g, v);
-                    paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(&doc))}));
+                    paths.insert(
+                        p.clone(),
+                        json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(&doc))}),
+                    );
                 }
             }
             response::json_response(StatusCode::OK, &json!({"paths": paths}))
         }
         Route::OpenApiV3(p) => {
-            let doc = group_versions().into_iter().find(|(g, v)| gv_path(g, v) == *p).and_then(|(g, v)| document(g, v));
-            let Some(doc) = doc else { return response::error_response(&ApiError::path_not_found()) };
+            let doc = group_versions()
+                .into_iter()
+                .find(|(g, v)| gv_path(g, v) == *p)
+                .and_then(|(g, v)| document(g, v));
+            let Some(doc) = doc else {
+                return response::error_response(&ApiError::path_not_found());
+            };
             let etag = format!("\"{}\"", hash(&doc));
             if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
                 let mut r = response::raw_response(StatusCode::NOT_MODIFIED, "application/json", Vec::new());
@@ -139,7 +158,8 @@ pub fn serve(route: &Route, headers: &HeaderMap) -> Response<Body> {
             if let Ok(v) = HeaderValue::from_str(&etag) {
                 r.headers_mut().insert(header::ETAG, v);
             }
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
             r
         }
         _ => response::error_response(&ApiError::path_not_found()),
@@ -155,7 +175,11 @@ mod tests {
         let d = document("", "v1").unwrap();
         let op = &d["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
         assert_eq!(op["x-kubernetes-group-version-kind"]["kind"], "Pod");
-        assert!(op["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+        assert!(op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "fieldValidation"));
         assert_eq!(op["operationId"], "patchCoreV1NamespacedPod");
         assert!(document("apps", "v1").is_none());
     }

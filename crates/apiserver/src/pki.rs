@@ -63,7 +63,10 @@ fn read_opt(path: &Path) -> Result<Option<String>, ServerError> {
     match fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ServerError::Io { context: format!("read {}", path.display()), source: e }),
+        Err(e) => Err(ServerError::Io {
+            context: format!("read {}", path.display()),
+            source: e,
+        }),
     }
 }
 
@@ -99,7 +102,11 @@ fn ca_params() -> Result<CertificateParams, ServerError> {
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(tls_err("CA parameters"))?;
     params.distinguished_name.push(DnType::CommonName, "peapod-ca");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params.not_before = rcgen::date_time_ymd(2024, 1, 1);
     params.not_after = rcgen::date_time_ymd(2124, 1, 1);
     Ok(params)
@@ -152,7 +159,9 @@ impl Pki {
                 params.not_after = rcgen::date_time_ymd(2124, 1, 1);
                 let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(tls_err("read CA key"))?;
                 let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(tls_err("read CA certificate"))?;
-                let cert = params.signed_by(&key, &issuer).map_err(tls_err("sign serving certificate"))?;
+                let cert = params
+                    .signed_by(&key, &issuer)
+                    .map_err(tls_err("sign serving certificate"))?;
                 let (c, k) = (cert.pem(), key.serialize_pem());
                 write_private(&dir.join("server.key"), k.as_bytes(), 0o600)?;
                 write_private(&dir.join("server.crt"), c.as_bytes(), 0o644)?;
@@ -170,7 +179,14 @@ impl Pki {
             }
         };
 
-        Ok(Self { ca_pem, server_cert_pem, server_key_pem, admin_token, dir, ca_key_pem })
+        Ok(Self {
+            ca_pem,
+            server_cert_pem,
+            server_key_pem,
+            admin_token,
+            dir,
+            ca_key_pem,
+        })
     }
 
     /// Issues a client certificate for `user` in `groups` (CN and O, as Kubernetes reads them), signed by the CA.
@@ -186,7 +202,9 @@ impl Pki {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         let ca_key = KeyPair::from_pem(&self.ca_key_pem).map_err(tls_err("read CA key"))?;
         let issuer = Issuer::from_ca_cert_pem(&self.ca_pem, ca_key).map_err(tls_err("read CA certificate"))?;
-        let cert = params.signed_by(&key, &issuer).map_err(tls_err("sign client certificate"))?;
+        let cert = params
+            .signed_by(&key, &issuer)
+            .map_err(tls_err("sign client certificate"))?;
         Ok((cert.pem(), key.serialize_pem()))
     }
 

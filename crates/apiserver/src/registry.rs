@@ -48,7 +48,10 @@ pub fn store_error(info: &ResourceInfo, name: &str, e: StoreError) -> ApiError {
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, cache: Mutex::new(HashMap::new()) }
+        Self {
+            store,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -106,7 +109,11 @@ impl Registry {
         let latest = opts.revision.is_none();
         let mut out = Vec::with_capacity(res.items.len());
         for kv in &res.items {
-            out.push(if latest { self.decode(kv)? } else { self.decode_uncached(kv)? });
+            out.push(if latest {
+                self.decode(kv)?
+            } else {
+                self.decode_uncached(kv)?
+            });
         }
         Ok((out, res.revision, res.remaining))
     }
@@ -116,7 +123,9 @@ impl Registry {
         let bytes = encode(obj)?;
         let store = self.store.clone();
         let k = key.to_string();
-        let rev = blocking(move || store.create(&k, bytes)).await?.map_err(|e| store_error(info, name, e))?;
+        let rev = blocking(move || store.create(&k, bytes))
+            .await?
+            .map_err(|e| store_error(info, name, e))?;
         Ok(self.with_revision(key, obj, rev))
     }
 
@@ -132,8 +141,9 @@ impl Registry {
         let bytes = encode(obj)?;
         let store = self.store.clone();
         let k = key.to_string();
-        let rev =
-            blocking(move || store.update(&k, bytes, expected)).await?.map_err(|e| store_error(info, name, e))?;
+        let rev = blocking(move || store.update(&k, bytes, expected))
+            .await?
+            .map_err(|e| store_error(info, name, e))?;
         Ok(self.with_revision(key, obj, rev))
     }
 
@@ -147,8 +157,9 @@ impl Registry {
     ) -> Result<Object, ApiError> {
         let store = self.store.clone();
         let k = key.to_string();
-        let (_rev, last) =
-            blocking(move || store.delete(&k, expected)).await?.map_err(|e| store_error(info, name, e))?;
+        let (_rev, last) = blocking(move || store.delete(&k, expected))
+            .await?
+            .map_err(|e| store_error(info, name, e))?;
         self.forget(key);
         // The last state carries the resourceVersion it had before the delete, as kube-apiserver returns it.
         let mut v = decode_value(&last)?;
@@ -164,7 +175,7 @@ impl Registry {
     }
 
     pub fn current_revision(&self) -> Result<Revision, ApiError> {
-        self.store.current_revision().map_err(|e| ApiError::internal(e))
+        self.store.current_revision().map_err(ApiError::internal)
     }
 
     /// Decodes a watch event's object (the new state, or for deletes the last state).
@@ -190,7 +201,9 @@ impl Registry {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("store task failed: {e}")))
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))
 }
 
 /// Sets `metadata.resourceVersion`.
@@ -202,7 +215,9 @@ pub fn set_resource_version(v: &mut Value, rev: Revision) {
 
 /// The resourceVersion an object carries, if any and numeric.
 pub fn resource_version(v: &Value) -> Option<Revision> {
-    v.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok())
+    v.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
 }
 
 fn encode(obj: &Value) -> Result<Vec<u8>, ApiError> {

@@ -23,7 +23,9 @@ pub enum Representation {
 /// Picks the representation from an `Accept` header: the first media type we can produce wins, as kube-apiserver
 /// negotiates.
 pub fn negotiate(accept: Option<&str>) -> Representation {
-    let Some(accept) = accept else { return Representation::Object };
+    let Some(accept) = accept else {
+        return Representation::Object;
+    };
     for part in accept.split(',') {
         let p = part.trim();
         if p.contains("as=Table") && p.contains("g=meta.k8s.io") {
@@ -187,7 +189,11 @@ pub fn table(
     now: jiff::Timestamp,
 ) -> Value {
     let rows: Vec<Value> = objs.iter().map(|o| table_row(info, o, include, now)).collect();
-    let columns = if with_columns { Value::Array(peapod_api::table::columns(info.group, info.plural)) } else { Value::Null };
+    let columns = if with_columns {
+        Value::Array(peapod_api::table::columns(info.group, info.plural))
+    } else {
+        Value::Null
+    };
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -206,7 +212,10 @@ mod tests {
         let kubectl_get = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
         assert_eq!(negotiate(Some(kubectl_get)), Representation::Table);
         assert_eq!(negotiate(Some("application/json, */*")), Representation::Object);
-        assert_eq!(negotiate(Some("application/vnd.kubernetes.protobuf,application/json")), Representation::Object);
+        assert_eq!(
+            negotiate(Some("application/vnd.kubernetes.protobuf,application/json")),
+            Representation::Object
+        );
         assert_eq!(negotiate(None), Representation::Object);
         assert_eq!(
             negotiate(Some("application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io")),

@@ -116,21 +116,34 @@ mod tests {
     #[test]
     fn paths() {
         let r = res("/api/v1/namespaces/default/pods/nginx/status");
-        assert_eq!((r.info.plural, r.namespace.as_deref(), r.name.as_deref(), r.subresource.as_deref()),
-            ("pods", Some("default"), Some("nginx"), Some("status")));
+        assert_eq!(
+            (
+                r.info.plural,
+                r.namespace.as_deref(),
+                r.name.as_deref(),
+                r.subresource.as_deref()
+            ),
+            ("pods", Some("default"), Some("nginx"), Some("status"))
+        );
         let r = res("/api/v1/pods");
         assert_eq!((r.info.plural, r.namespace, r.name), ("pods", None, None));
         let r = res("/api/v1/namespaces/kube-system");
         assert_eq!((r.info.plural, r.name.as_deref()), ("namespaces", Some("kube-system")));
         let r = res("/api/v1/namespaces/x/finalize");
-        assert_eq!((r.info.plural, r.name.as_deref(), r.subresource.as_deref()), ("namespaces", Some("x"), Some("finalize")));
+        assert_eq!(
+            (r.info.plural, r.name.as_deref(), r.subresource.as_deref()),
+            ("namespaces", Some("x"), Some("finalize"))
+        );
         let r = res("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1");
         assert_eq!((r.info.plural, r.name.as_deref()), ("leases", Some("n1")));
         let r = res("/api/v1/watch/namespaces/default/pods");
         assert!(r.legacy_watch);
         assert_eq!(parse("/api/v1/namespaces/default/bogus"), Route::NotFound);
         assert_eq!(parse("/api/v1/pods/x"), Route::NotFound);
-        assert_eq!(parse("/apis/apps/v1"), Route::GroupResources("apps".into(), "v1".into()));
+        assert_eq!(
+            parse("/apis/apps/v1"),
+            Route::GroupResources("apps".into(), "v1".into())
+        );
         assert_eq!(parse("/openapi/v3/api/v1"), Route::OpenApiV3("api/v1".into()));
         assert_eq!(parse("/readyz/ping"), Route::Health("readyz".into()));
     }

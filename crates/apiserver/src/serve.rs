@@ -32,7 +32,9 @@ pub fn tls_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, ServerError> {
     let mut roots = rustls::RootCertStore::empty();
     for ca in CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
         let ca = ca.map_err(|e| ServerError::Tls(format!("read CA certificate: {e}")))?;
-        roots.add(ca).map_err(|e| ServerError::Tls(format!("add CA certificate: {e}")))?;
+        roots
+            .add(ca)
+            .map_err(|e| ServerError::Tls(format!("add CA certificate: {e}")))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -85,7 +87,12 @@ pub async fn accept_loop(
                     return;
                 }
             };
-            let cert_user = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| User::from_certificate(c));
+            let cert_user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| User::from_certificate(c));
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let state = state.clone();
                 let cert_user = cert_user.clone();

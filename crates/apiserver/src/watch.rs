@@ -40,7 +40,8 @@ impl Encoder {
             Representation::Object => obj.clone(),
             Representation::PartialMetadata => response::partial_metadata(obj),
             Representation::Table => {
-                let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});
+                let meta =
+                    json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});
                 let t = response::table(
                     self.info,
                     &[Arc::new(obj.clone())],
@@ -111,15 +112,28 @@ fn translate(state: &State, sel: &Selectors, ev: &Event) -> Result<Option<(&'sta
 }
 
 /// Serves `?watch=true`.
-pub async fn serve(state: Arc<State>, r: ResourceRoute, q: Query, rep: Representation) -> Result<Response<Body>, ApiError> {
+pub async fn serve(
+    state: Arc<State>,
+    r: ResourceRoute,
+    q: Query,
+    rep: Representation,
+) -> Result<Response<Body>, ApiError> {
     let info = r.info;
     let sel = Selectors::parse(info, &q)?;
     let prefix = info.collection_prefix(r.namespace.as_deref());
     let rv = q.get("resourceVersion").unwrap_or("");
     let bookmarks = q.flag("allowWatchBookmarks");
     let send_initial = q.flag("sendInitialEvents");
-    let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs);
-    let mut enc = Encoder { rep, include: IncludeObject::parse(q.get("includeObject")), info, columns_sent: false };
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let mut enc = Encoder {
+        rep,
+        include: IncludeObject::parse(q.get("includeObject")),
+        info,
+        columns_sent: false,
+    };
 
     let (tx, rx) = mpsc::channel::<Bytes>(WATCH_BUFFER);
     // Work out the starting point and the initial events before answering, so errors are plain replies.
@@ -136,7 +150,9 @@ pub async fn serve(state: Arc<State>, r: ResourceRoute, q: Query, rep: Represent
             initial.push(bookmark_line(info, rev, true));
         }
     } else {
-        start = rv.parse::<Revision>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
+        start = rv
+            .parse::<Revision>()
+            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
     }
     match state.registry.watch(info, &prefix, start) {
         Ok(w) => store_watch = Some(w),
@@ -170,7 +186,9 @@ pub async fn serve(state: Arc<State>, r: ResourceRoute, q: Query, rep: Represent
                 Some(Ok(ev)) => ev,
                 Some(Err(e)) => {
                     let err = match e {
-                        peapod_store::StoreError::Compacted { requested, compacted } => ApiError::expired(requested, compacted),
+                        peapod_store::StoreError::Compacted { requested, compacted } => {
+                            ApiError::expired(requested, compacted)
+                        }
                         other => ApiError::internal(other),
                     };
                     let _ = tx.send(error_line(&err)).await;
@@ -198,6 +216,7 @@ pub async fn serve(state: Arc<State>, r: ResourceRoute, q: Query, rep: Represent
     });
     let mut resp = Response::new(Body::from_stream(stream));
     *resp.status_mut() = StatusCode::OK;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(resp)
 }

@@ -25,10 +25,19 @@ pub enum ClientError {
     #[error("connect to {server}: {message}")]
     Connect { server: String, message: String },
     #[error("{method} {path}: {message}")]
-    Request { method: String, path: String, message: String },
+    Request {
+        method: String,
+        path: String,
+        message: String,
+    },
     /// The server answered with an error Status.
     #[error("{method} {path}: {code} {body}")]
-    Status { method: String, path: String, code: u16, body: Value },
+    Status {
+        method: String,
+        path: String,
+        code: u16,
+        body: Value,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,13 +100,18 @@ pub struct Config {
 
 fn b64(s: &str) -> Result<Vec<u8>, String> {
     use base64::Engine;
-    base64::engine::general_purpose::STANDARD.decode(s.trim()).map_err(|e| e.to_string())
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .map_err(|e| e.to_string())
 }
 
 impl Config {
     /// Reads a kubeconfig file and resolves its current context.
     pub fn from_kubeconfig(path: &Path) -> Result<Self, ClientError> {
-        let err = |m: String| ClientError::Kubeconfig { path: path.display().to_string(), message: m };
+        let err = |m: String| ClientError::Kubeconfig {
+            path: path.display().to_string(),
+            message: m,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let raw: RawKubeconfig = serde_saphyr::from_str(&text).map_err(|e| err(e.to_string()))?;
         let ctx = raw
@@ -120,8 +134,16 @@ impl Config {
             server: cluster.item.server.trim_end_matches('/').to_string(),
             ca_pem,
             token: user.and_then(|u| u.item.token.clone()),
-            client_cert_pem: user.and_then(|u| u.item.cert_data.as_deref()).map(b64).transpose().map_err(err)?,
-            client_key_pem: user.and_then(|u| u.item.key_data.as_deref()).map(b64).transpose().map_err(err)?,
+            client_cert_pem: user
+                .and_then(|u| u.item.cert_data.as_deref())
+                .map(b64)
+                .transpose()
+                .map_err(err)?,
+            client_key_pem: user
+                .and_then(|u| u.item.key_data.as_deref())
+                .map(b64)
+                .transpose()
+                .map_err(err)?,
             namespace: ctx.item.namespace.clone().unwrap_or_else(|| "default".into()),
         })
     }
@@ -138,13 +160,24 @@ pub struct Client {
 impl Client {
     /// Opens a TLS + HTTP/2 connection to the server of `config`.
     pub async fn connect(config: &Config) -> Result<Self, ClientError> {
-        let cerr = |m: String| ClientError::Connect { server: config.server.clone(), message: m };
-        let authority = config.server.strip_prefix("https://").ok_or_else(|| cerr("only https:// servers are supported".into()))?.to_string();
-        let (host, _port) = authority.rsplit_once(':').ok_or_else(|| cerr("the server URL has no port".into()))?;
+        let cerr = |m: String| ClientError::Connect {
+            server: config.server.clone(),
+            message: m,
+        };
+        let authority = config
+            .server
+            .strip_prefix("https://")
+            .ok_or_else(|| cerr("only https:// servers are supported".into()))?
+            .to_string();
+        let (host, _port) = authority
+            .rsplit_once(':')
+            .ok_or_else(|| cerr("the server URL has no port".into()))?;
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
         let mut roots = rustls::RootCertStore::empty();
         for c in CertificateDer::pem_slice_iter(&config.ca_pem) {
-            roots.add(c.map_err(|e| cerr(format!("CA: {e}")))?).map_err(|e| cerr(format!("CA: {e}")))?;
+            roots
+                .add(c.map_err(|e| cerr(format!("CA: {e}")))?)
+                .map_err(|e| cerr(format!("CA: {e}")))?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -153,29 +186,52 @@ impl Client {
             .with_root_certificates(roots);
         let mut tls = match (&config.client_cert_pem, &config.client_key_pem) {
             (Some(c), Some(k)) => {
-                let certs: Vec<CertificateDer<'static>> =
-                    CertificateDer::pem_slice_iter(c).collect::<Result<_, _>>().map_err(|e| cerr(format!("client certificate: {e}")))?;
+                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(c)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| cerr(format!("client certificate: {e}")))?;
                 let key = PrivateKeyDer::from_pem_slice(k).map_err(|e| cerr(format!("client key: {e}")))?;
-                builder.with_client_auth_cert(certs, key).map_err(|e| cerr(e.to_string()))?
+                builder
+                    .with_client_auth_cert(certs, key)
+                    .map_err(|e| cerr(e.to_string()))?
             }
             _ => builder.with_no_client_auth(),
         };
         tls.alpn_protocols = vec![b"h2".to_vec()];
         let server_name = ServerName::try_from(host.clone()).map_err(|e| cerr(format!("server name {host}: {e}")))?;
-        let tcp = tokio::net::TcpStream::connect(&authority).await.map_err(|e| cerr(e.to_string()))?;
+        let tcp = tokio::net::TcpStream::connect(&authority)
+            .await
+            .map_err(|e| cerr(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
-        let stream = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(server_name, tcp).await.map_err(|e| cerr(e.to_string()))?;
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| cerr(e.to_string()))?;
         let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
             .map_err(|e| cerr(e.to_string()))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Self { sender, authority, token: config.token.as_deref().map(Arc::from) })
+        Ok(Self {
+            sender,
+            authority,
+            token: config.token.as_deref().map(Arc::from),
+        })
     }
 
-    fn build(&self, method: &Method, path: &str, body: Option<&Value>, content_type: &str, accept: &str) -> Result<Request<Full<Bytes>>, ClientError> {
-        let rerr = |m: String| ClientError::Request { method: method.to_string(), path: path.to_string(), message: m };
+    fn build(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<&Value>,
+        content_type: &str,
+        accept: &str,
+    ) -> Result<Request<Full<Bytes>>, ClientError> {
+        let rerr = |m: String| ClientError::Request {
+            method: method.to_string(),
+            path: path.to_string(),
+            message: m,
+        };
         let mut b = Request::builder()
             .method(method.clone())
             .uri(format!("https://{}{}", self.authority, path))
@@ -202,24 +258,41 @@ impl Client {
         content_type: &str,
         accept: &str,
     ) -> Result<(StatusCode, Bytes), ClientError> {
-        let rerr = |m: String| ClientError::Request { method: method.to_string(), path: path.to_string(), message: m };
+        let rerr = |m: String| ClientError::Request {
+            method: method.to_string(),
+            path: path.to_string(),
+            message: m,
+        };
         let req = self.build(&method, path, body, content_type, accept)?;
         let mut sender = self.sender.clone();
         sender.ready().await.map_err(|e| rerr(e.to_string()))?;
         let resp = sender.send_request(req).await.map_err(|e| rerr(e.to_string()))?;
         let status = resp.status();
-        let bytes = resp.into_body().collect().await.map_err(|e| rerr(e.to_string()))?.to_bytes();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| rerr(e.to_string()))?
+            .to_bytes();
         Ok((status, bytes))
     }
 
     /// Sends a JSON request; a non-2xx reply is [`ClientError::Status`].
     pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
-        let (status, bytes) = self.send_raw(method.clone(), path, body, "application/json", "application/json").await?;
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        let (status, bytes) = self
+            .send_raw(method.clone(), path, body, "application/json", "application/json")
+            .await?;
+        let v: Value =
+            serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         if status.is_success() {
             Ok(v)
         } else {
-            Err(ClientError::Status { method: method.to_string(), path: path.to_string(), code: status.as_u16(), body: v })
+            Err(ClientError::Status {
+                method: method.to_string(),
+                path: path.to_string(),
+                code: status.as_u16(),
+                body: v,
+            })
         }
     }
 
@@ -238,18 +311,35 @@ impl Client {
     /// Opens a watch (`path` must carry `watch=true`) and returns its events as they arrive.
     pub async fn watch(&self, path: &str) -> Result<WatchStream, ClientError> {
         let method = Method::GET;
-        let rerr = |m: String| ClientError::Request { method: "GET".into(), path: path.to_string(), message: m };
+        let rerr = |m: String| ClientError::Request {
+            method: "GET".into(),
+            path: path.to_string(),
+            message: m,
+        };
         let req = self.build(&method, path, None, "application/json", "application/json")?;
         let mut sender = self.sender.clone();
         sender.ready().await.map_err(|e| rerr(e.to_string()))?;
         let resp = sender.send_request(req).await.map_err(|e| rerr(e.to_string()))?;
         if !resp.status().is_success() {
             let code = resp.status().as_u16();
-            let bytes = resp.into_body().collect().await.map_err(|e| rerr(e.to_string()))?.to_bytes();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| rerr(e.to_string()))?
+                .to_bytes();
             let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            return Err(ClientError::Status { method: "GET".into(), path: path.to_string(), code, body });
+            return Err(ClientError::Status {
+                method: "GET".into(),
+                path: path.to_string(),
+                code,
+                body,
+            });
         }
-        Ok(WatchStream { body: resp.into_body(), buf: Vec::new() })
+        Ok(WatchStream {
+            body: resp.into_body(),
+            buf: Vec::new(),
+        })
     }
 }
 
@@ -276,7 +366,13 @@ impl WatchStream {
             }
             match self.body.frame().await {
                 None => return None,
-                Some(Err(e)) => return Some(Err(ClientError::Request { method: "GET".into(), path: "watch".into(), message: e.to_string() })),
+                Some(Err(e)) => {
+                    return Some(Err(ClientError::Request {
+                        method: "GET".into(),
+                        path: "watch".into(),
+                        message: e.to_string(),
+                    }))
+                }
                 Some(Ok(f)) => {
                     if let Ok(d) = f.into_data() {
                         self.buf.extend_from_slice(&d);

@@ -98,7 +98,11 @@ pub enum StoreError {
     /// The compare-and-swap failed: the key's current revision is not the expected one. `current` is the key's
     /// current value (`None` if it was deleted meanwhile).
     #[error("key {key}: expected revision {expected}, found {}", current.as_ref().map(|c| c.mod_revision).unwrap_or(0))]
-    Conflict { key: String, expected: Revision, current: Option<Box<KeyValue>> },
+    Conflict {
+        key: String,
+        expected: Revision,
+        current: Option<Box<KeyValue>>,
+    },
     /// The requested revision is older than the compaction point.
     #[error("revision {requested} has been compacted (oldest available: {compacted})")]
     Compacted { requested: Revision, compacted: Revision },

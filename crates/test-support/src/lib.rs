@@ -27,19 +27,28 @@ impl Out {
 
     /// Panics with both streams unless the command exited 0.
     pub fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "command failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "command failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
 
 /// A path under `tests/fixtures/` of the workspace.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
 }
 
 /// A free TCP port on loopback (bound and released; fine for tests on one machine).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// A running `peapod server` child process.
@@ -74,10 +83,19 @@ impl Server {
 
     fn spawn(&mut self) {
         let mut child = Command::new(&self.bin)
-            .args(["server", "--disable-agent", "--listen", &format!("127.0.0.1:{}", self.port), "--data-dir"])
+            .args([
+                "server",
+                "--disable-agent",
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+                "--data-dir",
+            ])
             .arg(self.data.path())
             .args(&self.extra_args)
-            .env("PEAPOD_LOG", std::env::var("PEAPOD_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "PEAPOD_LOG",
+                std::env::var("PEAPOD_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -115,7 +133,10 @@ impl Server {
 
     /// The admin bearer token.
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.data.path().join("pki/admin.token")).expect("token").trim().to_string()
+        std::fs::read_to_string(self.data.path().join("pki/admin.token"))
+            .expect("token")
+            .trim()
+            .to_string()
     }
 
     fn kubectl_cmd(&self, args: &[&str]) -> Command {
@@ -141,13 +162,22 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn kubectl");
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
         Out::from(child.wait_with_output().expect("kubectl output"))
     }
 
     /// Starts kubectl without waiting (for `--watch`); its stdout is piped.
     pub fn kubectl_spawn(&self, args: &[&str]) -> Child {
-        self.kubectl_cmd(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn kubectl")
+        self.kubectl_cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kubectl")
     }
 
     /// SIGKILLs the server (no shutdown of any kind).
