@@ -17,9 +17,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{
-    Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
-};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -84,15 +82,8 @@ impl Shared {
     }
 
     /// Runs `f` on an idle read connection (opening one if none is idle) and returns it to the pool.
-    fn with_reader<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let idle = self
-            .readers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let idle = self.readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let mut conn = match idle {
             Some(conn) => conn,
             None => log::open_reader(&self.path)?,
@@ -121,8 +112,7 @@ impl SqliteStore {
     /// the writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| backend(format!("create directory {}", dir.display()), e))?;
+            std::fs::create_dir_all(dir).map_err(|e| backend(format!("create directory {}", dir.display()), e))?;
         }
         let conn = log::open_writer(path)?;
         let loaded = log::load(&conn).map_err(|e| match e {
@@ -142,11 +132,7 @@ impl SqliteStore {
         let shared = Arc::new(Shared {
             path: path.to_owned(),
             index: RwLock::new(Index {
-                live: loaded
-                    .live
-                    .into_iter()
-                    .map(|kv| (kv.key.clone(), kv))
-                    .collect(),
+                live: loaded.live.into_iter().map(|kv| (kv.key.clone(), kv)).collect(),
                 current: loaded.current,
                 compacted: loaded.compacted,
             }),
@@ -177,11 +163,7 @@ impl SqliteStore {
     pub fn close(&self) {
         self.shared.closed.store(true, Ordering::Release);
         let _ = self.commands.send(Command::Shutdown);
-        let handle = self
-            .writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let handle = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(handle) = handle {
             if handle.join().is_err() {
                 tracing::error!(path = %self.shared.path.display(), "the store's writer thread panicked");
@@ -203,11 +185,7 @@ impl SqliteStore {
     /// Compacts every `every`, keeping the last `keep` revisions of history (kube-apiserver compacts etcd every 5
     /// minutes). The thread holds only a weak reference: it stops when the store is dropped or the returned handle
     /// is dropped.
-    pub fn spawn_auto_compaction(
-        self: &Arc<Self>,
-        keep: i64,
-        every: Duration,
-    ) -> Result<AutoCompaction, StoreError> {
+    pub fn spawn_auto_compaction(self: &Arc<Self>, keep: i64, every: Duration) -> Result<AutoCompaction, StoreError> {
         let store: Weak<Self> = Arc::downgrade(self);
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -221,7 +199,12 @@ impl SqliteStore {
                     }
                 }
             })
-            .map_err(|e| backend(format!("start the compaction thread of {}", self.shared.path.display()), e))?;
+            .map_err(|e| {
+                backend(
+                    format!("start the compaction thread of {}", self.shared.path.display()),
+                    e,
+                )
+            })?;
         Ok(AutoCompaction {
             stop: Some(stop),
             thread: Some(thread),
@@ -283,12 +266,7 @@ impl Store for SqliteStore {
             .revision)
     }
 
-    fn update(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        expected: Revision,
-    ) -> Result<Revision, StoreError> {
+    fn update(&self, key: &str, value: Vec<u8>, expected: Revision) -> Result<Revision, StoreError> {
         Ok(self
             .submit(WriteOp::Update {
                 key: key.to_owned(),
@@ -298,21 +276,14 @@ impl Store for SqliteStore {
             .revision)
     }
 
-    fn delete(
-        &self,
-        key: &str,
-        expected: Option<Revision>,
-    ) -> Result<(Revision, KeyValue), StoreError> {
+    fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(Revision, KeyValue), StoreError> {
         let applied = self.submit(WriteOp::Delete {
             key: key.to_owned(),
             expected,
         })?;
-        let prev = applied.prev.ok_or_else(|| {
-            backend(
-                format!("delete {key}"),
-                "the writer returned no previous value",
-            )
-        })?;
+        let prev = applied
+            .prev
+            .ok_or_else(|| backend(format!("delete {key}"), "the writer returned no previous value"))?;
         Ok((applied.revision, prev))
     }
 
@@ -351,11 +322,7 @@ impl Store for SqliteStore {
                         .take_while(|(k, _)| k.starts_with(prefix));
                     let items: Vec<KeyValue> = match opts.limit {
                         0 => matching.by_ref().map(|(_, kv)| kv.clone()).collect(),
-                        n => matching
-                            .by_ref()
-                            .take(n)
-                            .map(|(_, kv)| kv.clone())
-                            .collect(),
+                        n => matching.by_ref().take(n).map(|(_, kv)| kv.clone()).collect(),
                     };
                     let remaining = matching.count() as u64;
                     return Ok(ListResult {
@@ -446,19 +413,10 @@ mod tests {
         fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision, StoreError> {
             self.store.create(key, value)
         }
-        fn update(
-            &self,
-            key: &str,
-            value: Vec<u8>,
-            expected: Revision,
-        ) -> Result<Revision, StoreError> {
+        fn update(&self, key: &str, value: Vec<u8>, expected: Revision) -> Result<Revision, StoreError> {
             self.store.update(key, value, expected)
         }
-        fn delete(
-            &self,
-            key: &str,
-            expected: Option<Revision>,
-        ) -> Result<(Revision, KeyValue), StoreError> {
+        fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(Revision, KeyValue), StoreError> {
             self.store.delete(key, expected)
         }
         fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
@@ -519,10 +477,7 @@ mod tests {
             .unwrap()
     }
 
-    fn recv(
-        rt: &tokio::runtime::Runtime,
-        w: &mut Watch,
-    ) -> Option<Result<crate::Event, StoreError>> {
+    fn recv(rt: &tokio::runtime::Runtime, w: &mut Watch) -> Option<Result<crate::Event, StoreError>> {
         rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), w.next()).await })
             .expect("a watch item in time")
     }
@@ -578,10 +533,7 @@ mod tests {
         }
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(
-            (
-                store.current_revision().unwrap(),
-                store.compacted_revision().unwrap()
-            ),
+            (store.current_revision().unwrap(), store.compacted_revision().unwrap()),
             (2, 2)
         );
         assert!(store.get("/k").unwrap().is_none());
@@ -596,10 +548,7 @@ mod tests {
         let mut w = store.watch("/", 0).unwrap();
         store.close();
         assert!(recv(&rt, &mut w).is_none());
-        assert!(matches!(
-            store.create("/a", vec![]),
-            Err(StoreError::Closed)
-        ));
+        assert!(matches!(store.create("/a", vec![]), Err(StoreError::Closed)));
         assert!(matches!(store.get("/a"), Err(StoreError::Closed)));
         assert!(matches!(store.watch("/", 0), Err(StoreError::Closed)));
     }
@@ -736,10 +685,7 @@ mod tests {
         let mut w = store.watch("/", 1).unwrap();
         let pragma = |name, value| {
             let (reply, answer) = mpsc::sync_channel(1);
-            store
-                .commands
-                .send(Command::Pragma { name, value, reply })
-                .unwrap();
+            store.commands.send(Command::Pragma { name, value, reply }).unwrap();
             answer.recv().unwrap()
         };
         let pages: i64 = rusqlite::Connection::open(store.path())
@@ -770,23 +716,14 @@ mod tests {
         for i in 0..20 {
             store.create(&format!("/a/{i}"), vec![]).unwrap();
         }
-        let handle = store
-            .spawn_auto_compaction(5, Duration::from_millis(20))
-            .unwrap();
+        let handle = store.spawn_auto_compaction(5, Duration::from_millis(20)).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while store.compacted_revision().unwrap() != 15 {
             assert!(Instant::now() < deadline, "no compaction");
             std::thread::sleep(Duration::from_millis(10));
         }
         drop(handle);
-        assert_eq!(
-            store
-                .list("/a/", &ListOptions::default())
-                .unwrap()
-                .items
-                .len(),
-            20
-        );
+        assert_eq!(store.list("/a/", &ListOptions::default()).unwrap().items.len(), 20);
     }
 
     /// Where the crash child writes; unset in a normal run, where the child test does nothing.
@@ -855,11 +792,7 @@ mod tests {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let acked = reader.join().unwrap();
-        assert!(
-            acked.len() > 100,
-            "the child acknowledged only {} writes",
-            acked.len()
-        );
+        assert!(acked.len() > 100, "the child acknowledged only {} writes", acked.len());
 
         let path = dir.path().join("db.sqlite");
         let store = SqliteStore::open(&path).unwrap();
@@ -868,10 +801,7 @@ mod tests {
                 .get(key)
                 .unwrap()
                 .unwrap_or_else(|| panic!("acknowledged {key} lost"));
-            assert_eq!(
-                (kv.mod_revision, kv.value.as_slice()),
-                (*rev, key.as_bytes())
-            );
+            assert_eq!((kv.mod_revision, kv.value.as_slice()), (*rev, key.as_bytes()));
         }
         // The log is consistent: revisions 1..=current without a gap (no compaction, only creates), one row per
         // key, the index matches the log, and SQLite's own check passes.
@@ -886,24 +816,14 @@ mod tests {
             )
             .unwrap();
         assert_eq!((rows, min, max, keys), (current, 1, current, current));
-        let check: String = conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
+        let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
         assert_eq!(check, "ok");
         assert_eq!(
-            store
-                .list("/crash/", &ListOptions::default())
-                .unwrap()
-                .items
-                .len() as i64,
+            store.list("/crash/", &ListOptions::default()).unwrap().items.len() as i64,
             current
         );
         assert_eq!(store.create("/after-crash", vec![]).unwrap(), current + 1);
-        eprintln!(
-            "crash test: {} acknowledged, {} durable",
-            acked.len(),
-            current
-        );
+        eprintln!("crash test: {} acknowledged, {} durable", acked.len(), current);
     }
 
     /// Prints creates/s, sequential and from 16 threads (synchronous=FULL, group commit). Run with
@@ -917,9 +837,7 @@ mod tests {
         let n = 500;
         let started = Instant::now();
         for i in 0..n {
-            store
-                .create(&format!("/seq/{i:06}"), value.clone())
-                .unwrap();
+            store.create(&format!("/seq/{i:06}"), value.clone()).unwrap();
         }
         let seq = n as f64 / started.elapsed().as_secs_f64();
         let per_thread = 500;
@@ -930,9 +848,7 @@ mod tests {
                 let value = value.clone();
                 std::thread::spawn(move || {
                     for i in 0..per_thread {
-                        store
-                            .create(&format!("/par/{t:02}/{i:06}"), value.clone())
-                            .unwrap();
+                        store.create(&format!("/par/{t:02}/{i:06}"), value.clone()).unwrap();
                     }
                 })
             })
@@ -941,8 +857,6 @@ mod tests {
             t.join().unwrap();
         }
         let par = (16 * per_thread) as f64 / started.elapsed().as_secs_f64();
-        println!(
-            "creates/s (1 KiB values, synchronous=FULL): sequential {seq:.0}, 16 threads {par:.0}"
-        );
+        println!("creates/s (1 KiB values, synchronous=FULL): sequential {seq:.0}, 16 threads {par:.0}");
     }
 }

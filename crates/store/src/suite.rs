@@ -16,24 +16,15 @@ pub type Check = fn(Arc<dyn Store>);
 pub const CHECKS: &[(&str, Check)] = &[
     ("create_get_update_delete", create_get_update_delete),
     ("compare_and_swap_conflicts", compare_and_swap_conflicts),
-    (
-        "concurrent_conflicting_updates",
-        concurrent_conflicting_updates,
-    ),
-    (
-        "list_prefix_limit_start_after",
-        list_prefix_limit_start_after,
-    ),
+    ("concurrent_conflicting_updates", concurrent_conflicting_updates),
+    ("list_prefix_limit_start_after", list_prefix_limit_start_after),
     ("list_at_old_revision", list_at_old_revision),
     ("watch_replays_then_goes_live", watch_replays_then_goes_live),
     (
         "watch_switchover_has_no_gap_or_duplicate",
         watch_switchover_has_no_gap_or_duplicate,
     ),
-    (
-        "watch_prefix_ignores_other_keys",
-        watch_prefix_ignores_other_keys,
-    ),
+    ("watch_prefix_ignores_other_keys", watch_prefix_ignores_other_keys),
     (
         "watch_from_current_revision_delivers_only_new_events",
         watch_from_current_revision_delivers_only_new_events,
@@ -71,9 +62,7 @@ fn next_event(rt: &tokio::runtime::Runtime, w: &mut Watch) -> Event {
 
 /// Asserts that no event arrives within a short while.
 fn assert_quiet(rt: &tokio::runtime::Runtime, w: &mut Watch) {
-    if let Ok(ev) =
-        rt.block_on(async { tokio::time::timeout(Duration::from_millis(200), w.next()).await })
-    {
+    if let Ok(ev) = rt.block_on(async { tokio::time::timeout(Duration::from_millis(200), w.next()).await }) {
         panic!("unexpected watch item: {ev:?}");
     }
 }
@@ -98,9 +87,7 @@ pub fn create_get_update_delete(store: Arc<dyn Store>) {
         ),
         ("/a", &b"one"[..], r1, r1)
     );
-    assert!(
-        matches!(store.create("/a", b"again".to_vec()), Err(StoreError::AlreadyExists { key }) if key == "/a")
-    );
+    assert!(matches!(store.create("/a", b"again".to_vec()), Err(StoreError::AlreadyExists { key }) if key == "/a"));
 
     let r2 = store.update("/a", b"two".to_vec(), r1).unwrap();
     assert!(r2 > r1);
@@ -110,9 +97,7 @@ pub fn create_get_update_delete(store: Arc<dyn Store>) {
         (&b"two"[..], r1, r2)
     );
 
-    assert!(
-        matches!(store.update("/missing", vec![], 1), Err(StoreError::NotFound { key }) if key == "/missing")
-    );
+    assert!(matches!(store.update("/missing", vec![], 1), Err(StoreError::NotFound { key }) if key == "/missing"));
     assert!(matches!(
         store.delete("/missing", None),
         Err(StoreError::NotFound { .. })
@@ -121,11 +106,7 @@ pub fn create_get_update_delete(store: Arc<dyn Store>) {
     let (r3, last) = store.delete("/a", None).unwrap();
     assert!(r3 > r2);
     assert_eq!(
-        (
-            last.value.as_slice(),
-            last.create_revision,
-            last.mod_revision
-        ),
+        (last.value.as_slice(), last.create_revision, last.mod_revision),
         (&b"two"[..], r1, r2)
     );
     assert!(store.get("/a").unwrap().is_none());
@@ -153,12 +134,7 @@ pub fn compare_and_swap_conflicts(store: Arc<dyn Store>) {
             current: Some(cur),
         }) => {
             assert_eq!(
-                (
-                    key.as_str(),
-                    expected,
-                    cur.mod_revision,
-                    cur.value.as_slice()
-                ),
+                (key.as_str(), expected, cur.mod_revision, cur.value.as_slice()),
                 ("/k", r1, r2, &b"v2"[..])
             );
         }
@@ -193,10 +169,7 @@ pub fn concurrent_conflicting_updates(store: Arc<dyn Store>) {
         })
         .collect();
     let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let winners: Vec<Revision> = results
-        .iter()
-        .filter_map(|r| r.as_ref().ok().copied())
-        .collect();
+    let winners: Vec<Revision> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
     assert_eq!(winners.len(), 1, "exactly one update wins: {results:?}");
     for r in &results {
         match r {
@@ -225,10 +198,7 @@ pub fn list_prefix_limit_start_after(store: Arc<dyn Store>) {
     let rev = store.current_revision().unwrap();
 
     let all = store.list("/a/", &ListOptions::default()).unwrap();
-    assert_eq!(
-        keys(&all.items),
-        (1..=9).map(|i| format!("/a/{i}")).collect::<Vec<_>>()
-    );
+    assert_eq!(keys(&all.items), (1..=9).map(|i| format!("/a/{i}")).collect::<Vec<_>>());
     assert_eq!((all.revision, all.remaining), (rev, 0));
     assert_eq!(all.items[2].value, vec![3]);
 
@@ -302,15 +272,8 @@ pub fn list_prefix_limit_start_after(store: Arc<dyn Store>) {
         keys(&store.list("/a", &ListOptions::default()).unwrap().items).len(),
         10
     );
-    assert_eq!(
-        store.list("", &ListOptions::default()).unwrap().items.len(),
-        12
-    );
-    assert!(store
-        .list("/c/", &ListOptions::default())
-        .unwrap()
-        .items
-        .is_empty());
+    assert_eq!(store.list("", &ListOptions::default()).unwrap().items.len(), 12);
+    assert!(store.list("/c/", &ListOptions::default()).unwrap().items.is_empty());
 }
 
 pub fn list_at_old_revision(store: Arc<dyn Store>) {
@@ -336,10 +299,7 @@ pub fn list_at_old_revision(store: Arc<dyn Store>) {
     assert_eq!((keys(&l.items), l.revision), (vec!["/p/1"], r1));
     let l = at(r2);
     assert_eq!(keys(&l.items), ["/p/1", "/p/2"]);
-    assert_eq!(
-        (l.items[0].value.as_slice(), l.items[0].mod_revision),
-        (&b"a"[..], r1)
-    );
+    assert_eq!((l.items[0].value.as_slice(), l.items[0].mod_revision), (&b"a"[..], r1));
     let l = at(r3);
     assert_eq!(keys(&l.items), ["/p/1", "/p/2"]);
     assert_eq!(
@@ -391,12 +351,7 @@ pub fn watch_replays_then_goes_live(store: Arc<dyn Store>) {
     let mut w = rt.block_on(async { store.watch("/w/", 0) }).unwrap();
     let ev = next_event(&rt, &mut w);
     assert_eq!(
-        (
-            ev.kind,
-            ev.revision(),
-            ev.kv.value.as_slice(),
-            ev.prev.clone()
-        ),
+        (ev.kind, ev.revision(), ev.kv.value.as_slice(), ev.prev.clone()),
         (EventKind::Created, r1, &b"1"[..], None)
     );
     let ev = next_event(&rt, &mut w);
@@ -449,11 +404,7 @@ pub fn watch_switchover_has_no_gap_or_duplicate(store: Arc<dyn Store>) {
     let mut watches = Vec::new();
     for i in 0..WATCHES {
         let current = store.current_revision().unwrap();
-        let after = if i % 2 == 0 {
-            current
-        } else {
-            (current - 50).max(first)
-        };
+        let after = if i % 2 == 0 { current } else { (current - 50).max(first) };
         watches.push((after, store.watch("/s/", after).unwrap()));
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -462,11 +413,7 @@ pub fn watch_switchover_has_no_gap_or_duplicate(store: Arc<dyn Store>) {
         let mut expected = after + 1;
         while expected <= last {
             let ev = next_event(&rt, &mut w);
-            assert_eq!(
-                ev.revision(),
-                expected,
-                "watch after {after}: gap or duplicate"
-            );
+            assert_eq!(ev.revision(), expected, "watch after {after}: gap or duplicate");
             assert_eq!(ev.kind, EventKind::Created);
             expected += 1;
         }
@@ -523,10 +470,7 @@ pub fn compaction(store: Arc<dyn Store>) {
     // Compacting to an older point is a no-op; to the future, an error.
     store.compact(r2).unwrap();
     assert_eq!(store.compacted_revision().unwrap(), r5);
-    assert!(matches!(
-        store.compact(r7 + 10),
-        Err(StoreError::FutureRevision { .. })
-    ));
+    assert!(matches!(store.compact(r7 + 10), Err(StoreError::FutureRevision { .. })));
 
     assert!(matches!(
         store.list("/c/", &ListOptions { revision: Some(r4), ..Default::default() }),
@@ -547,10 +491,7 @@ pub fn compaction(store: Arc<dyn Store>) {
         )
         .unwrap();
     assert_eq!(keys(&l.items), ["/c/keep", "/c/late"]);
-    assert_eq!(
-        (l.items[0].value.as_slice(), l.items[0].mod_revision),
-        (&b"k2"[..], r2)
-    );
+    assert_eq!((l.items[0].value.as_slice(), l.items[0].mod_revision), (&b"k2"[..], r2));
     // Latest state untouched.
     let l = store.list("/c/", &ListOptions::default()).unwrap();
     assert_eq!(keys(&l.items), ["/c/keep", "/c/late"]);
@@ -584,9 +525,6 @@ pub fn compaction(store: Arc<dyn Store>) {
     assert_eq!(keys(&l.items), ["/c/keep", "/c/late"]);
     let r8 = store.update("/c/late", b"l3".to_vec(), r6).unwrap();
     let ev = next_event(&rt, &mut w);
-    assert_eq!(
-        (ev.revision(), ev.prev.map(|p| p.mod_revision)),
-        (r8, Some(r6))
-    );
+    assert_eq!((ev.revision(), ev.prev.map(|p| p.mod_revision)), (r8, Some(r6)));
     assert_eq!(store.current_revision().unwrap(), r8);
 }

@@ -84,12 +84,7 @@ impl Hub {
 
     /// Registers a watcher. It is live at once when there is no backlog (`after` ≥ the hub's revision); otherwise
     /// the caller must run [`replay`] with the returned id up to [`Hub::revision`].
-    pub(crate) fn subscribe(
-        &mut self,
-        prefix: &str,
-        after: Revision,
-        tx: EventSender,
-    ) -> Result<u64, StoreError> {
+    pub(crate) fn subscribe(&mut self, prefix: &str, after: Revision, tx: EventSender) -> Result<u64, StoreError> {
         if self.closed {
             return Err(StoreError::Closed);
         }
@@ -174,22 +169,14 @@ impl Subscriber {
 
 /// Runs on the watcher's own thread: sends every event under `prefix` in `(after, upto]` from the log, then the
 /// live events buffered meanwhile, then makes the watcher live. Blocking sends only ever block this thread.
-pub(crate) fn replay(
-    shared: Arc<Shared>,
-    id: u64,
-    prefix: String,
-    after: Revision,
-    upto: Revision,
-    tx: EventSender,
-) {
+pub(crate) fn replay(shared: Arc<Shared>, id: u64, prefix: String, after: Revision, upto: Revision, tx: EventSender) {
     let fail = |err: StoreError| {
         shared.lock_hub().unsubscribe(id);
         let _ = tx.blocking_send(Err(err));
     };
     let mut cursor = after;
     loop {
-        let page =
-            shared.with_reader(|conn| log::read_events(conn, &prefix, cursor, upto, REPLAY_PAGE));
+        let page = shared.with_reader(|conn| log::read_events(conn, &prefix, cursor, upto, REPLAY_PAGE));
         let page = match page {
             Ok(page) => page,
             Err(err) => {

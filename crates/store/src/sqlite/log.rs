@@ -51,16 +51,12 @@ pub(crate) fn backend(context: impl Into<String>, err: impl std::fmt::Display) -
 pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     let ctx = || format!("open {}", path.display());
     let conn = Connection::open(path).map_err(|e| backend(ctx(), e))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| backend(ctx(), e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| backend(ctx(), e))?;
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .map_err(|e| backend(format!("set journal_mode=WAL on {}", path.display()), e))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(backend(
-            ctx(),
-            format!("journal_mode is {mode}, WAL is required"),
-        ));
+        return Err(backend(ctx(), format!("journal_mode is {mode}, WAL is required")));
     }
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(|e| backend(format!("set synchronous=FULL on {}", path.display()), e))?;
@@ -78,8 +74,7 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let ctx = || format!("open {} for reading", path.display());
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| backend(ctx(), e))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| backend(ctx(), e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| backend(ctx(), e))?;
     conn.pragma_update(None, "query_only", true)
         .map_err(|e| backend(ctx(), e))?;
     Ok(conn)
@@ -133,14 +128,10 @@ pub(crate) fn load(conn: &Connection) -> Result<Loaded, StoreError> {
 
 /// The compaction point recorded in `meta` (0 if never compacted).
 pub(crate) fn read_compacted(conn: &Connection) -> Result<Revision, StoreError> {
-    conn.query_row(
-        "SELECT value FROM meta WHERE name = 'compacted'",
-        [],
-        |row| row.get(0),
-    )
-    .optional()
-    .map(|v| v.unwrap_or(0))
-    .map_err(|e| backend("read the compaction point", e))
+    conn.query_row("SELECT value FROM meta WHERE name = 'compacted'", [], |row| row.get(0))
+        .optional()
+        .map(|v| v.unwrap_or(0))
+        .map_err(|e| backend("read the compaction point", e))
 }
 
 /// One row to append.
@@ -172,11 +163,7 @@ pub(crate) fn append(conn: &Connection, row: &Row<'_>) -> Result<(), StoreError>
 ///
 /// Rows superseded before `previous` were deleted by the compaction that set `previous`, so only rows written in
 /// `(previous, revision]` need looking at: their `prev_revision` names exactly the rows they superseded.
-pub(crate) fn compact(
-    conn: &Connection,
-    previous: Revision,
-    revision: Revision,
-) -> Result<usize, StoreError> {
+pub(crate) fn compact(conn: &Connection, previous: Revision, revision: Revision) -> Result<usize, StoreError> {
     let ctx = || format!("compact revisions {previous}..={revision}");
     let superseded = conn
         .execute(

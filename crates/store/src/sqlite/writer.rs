@@ -62,9 +62,7 @@ pub(crate) enum WriteOp {
 impl WriteOp {
     fn key(&self) -> &str {
         match self {
-            WriteOp::Create { key, .. }
-            | WriteOp::Update { key, .. }
-            | WriteOp::Delete { key, .. } => key,
+            WriteOp::Create { key, .. } | WriteOp::Update { key, .. } | WriteOp::Delete { key, .. } => key,
         }
     }
 }
@@ -99,10 +97,7 @@ pub(crate) fn run(mut conn: Connection, shared: Arc<Shared>, commands: Receiver<
                 #[cfg(test)]
                 Command::Pragma { name, value, reply } => {
                     apply_writes(&mut conn, &shared, &mut writes);
-                    let _ = reply.send(
-                        conn.pragma_update(None, name, value)
-                            .map_err(|e| backend(name, e)),
-                    );
+                    let _ = reply.send(conn.pragma_update(None, name, value).map_err(|e| backend(name, e)));
                 }
             }
             if writes.len() < MAX_BATCH {
@@ -161,11 +156,7 @@ fn apply_writes(conn: &mut Connection, shared: &Shared, writes: &mut Vec<(WriteO
                 }
                 shared.lock_hub().publish(&events, last);
             }
-            tracing::trace!(
-                writes = batch.len(),
-                committed = events.len(),
-                "store batch committed"
-            );
+            tracing::trace!(writes = batch.len(), committed = events.len(), "store batch committed");
             for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
                 let answer = match outcome {
                     Outcome::Rejected(err) => Err(err),
@@ -205,12 +196,7 @@ fn commit_batch(
     let mut revision = base;
     let txn = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| {
-            backend(
-                format!("begin a write transaction after revision {base}"),
-                e,
-            )
-        })?;
+        .map_err(|e| backend(format!("begin a write transaction after revision {base}"), e))?;
     // The current value of each key this batch has written so far (None: deleted).
     let mut overlay: HashMap<&str, Option<KeyValue>> = HashMap::new();
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -224,9 +210,7 @@ fn commit_batch(
             };
             let next = revision + 1;
             let event = match (op, current) {
-                (WriteOp::Create { key, .. }, Some(_)) => {
-                    Err(StoreError::AlreadyExists { key: key.clone() })
-                }
+                (WriteOp::Create { key, .. }, Some(_)) => Err(StoreError::AlreadyExists { key: key.clone() }),
                 (WriteOp::Create { key, value }, None) => Ok(Event {
                     kind: EventKind::Created,
                     kv: KeyValue {
@@ -240,9 +224,7 @@ fn commit_batch(
                 (WriteOp::Update { key, .. } | WriteOp::Delete { key, .. }, None) => {
                     Err(StoreError::NotFound { key: key.clone() })
                 }
-                (WriteOp::Update { key, expected, .. }, Some(cur))
-                    if cur.mod_revision != *expected =>
-                {
+                (WriteOp::Update { key, expected, .. }, Some(cur)) if cur.mod_revision != *expected => {
                     Err(StoreError::Conflict {
                         key: key.clone(),
                         expected: *expected,
