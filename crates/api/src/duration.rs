@@ -39,7 +39,11 @@ pub fn human_duration(d: SignedDuration) -> String {
     let minutes = seconds / MINUTE;
     if minutes < 10 {
         let s = seconds % MINUTE;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
     }
     if minutes < 3 * 60 {
         return format!("{minutes}m");
@@ -47,7 +51,11 @@ pub fn human_duration(d: SignedDuration) -> String {
     let hours = seconds / HOUR;
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
     }
     if hours < 48 {
         return format!("{hours}h");
@@ -55,7 +63,11 @@ pub fn human_duration(d: SignedDuration) -> String {
     let days = seconds / DAY;
     if hours < 8 * 24 {
         let h = hours % 24;
-        return if h == 0 { format!("{days}d") } else { format!("{days}d{h}h") };
+        return if h == 0 {
+            format!("{days}d")
+        } else {
+            format!("{days}d{h}h")
+        };
     }
     if hours < 2 * 365 * 24 {
         return format!("{days}d");
@@ -63,7 +75,11 @@ pub fn human_duration(d: SignedDuration) -> String {
     let years = seconds / YEAR;
     if hours < 8 * 365 * 24 {
         let dy = days % 365;
-        return if dy == 0 { format!("{years}y") } else { format!("{years}y{dy}d") };
+        return if dy == 0 {
+            format!("{years}y")
+        } else {
+            format!("{years}y{dy}d")
+        };
     }
     format!("{years}y")
 }
