@@ -136,6 +136,26 @@ fn apply_get_describe_delete_the_seed_manifests() {
         assert!(out.stdout.contains(want), "describe lacks {want:?}:\n{}", out.stdout);
     }
 
+    // describe lists the Pod's events (found by kubectl through involvedObject field selectors).
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    let now = s.kubectl(&["get", "pod", "nginx-pod", "-o", "jsonpath={.metadata.creationTimestamp}"]).ok().stdout;
+    let event = format!(
+        "apiVersion: v1\nkind: Event\nmetadata:\n  name: nginx-pod.18a1\ninvolvedObject:\n  apiVersion: v1\n  kind: Pod\n  name: nginx-pod\n  namespace: default\n  uid: {uid}\nreason: FailedScheduling\nmessage: '0/0 nodes are available: no nodes available to schedule pods.'\ntype: Warning\nsource:\n  component: default-scheduler\nfirstTimestamp: \"{now}\"\nlastTimestamp: \"{now}\"\ncount: 1\n"
+    );
+    s.kubectl_stdin(&["create", "-f", "-"], &event).ok();
+    let other = event.replace("nginx-pod.18a1", "web.18a2").replace("name: nginx-pod\n", "name: web-with-logger\n");
+    s.kubectl_stdin(&["create", "-f", "-"], &other).ok();
+    let out = s.kubectl(&["describe", "pod", "nginx-pod"]).ok();
+    let events = out.stdout.split("Events:").nth(1).expect("an Events section");
+    let lines: Vec<&str> = events.lines().collect();
+    assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["Type", "Reason", "Age", "From", "Message"]);
+    assert!(lines[3].trim_start().starts_with("Warning  FailedScheduling  "), "{events}");
+    assert!(lines[3].ends_with("default-scheduler  0/0 nodes are available: no nodes available to schedule pods."), "{events}");
+    assert_eq!(lines.len(), 4, "only the Pod's own event: {events}");
+    let out = s.kubectl(&["get", "events"]).ok();
+    assert_eq!(cells(out.stdout.lines().next().unwrap()), ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]);
+    assert!(out.stdout.contains("pod/nginx-pod"), "{}", out.stdout);
+
     // delete by name and by file; each waits for the object to be gone.
     let out = s.kubectl(&["delete", "pod", "nginx-pod"]).ok();
     assert_eq!(out.stdout, "pod \"nginx-pod\" deleted\n");

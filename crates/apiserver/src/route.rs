@@ -95,7 +95,9 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
             _ => Route::NotFound,
         },
         [plural, name, sub] => match find(plural) {
-            Some(i) if !i.namespaced => route(i, None, Some(name), Some(sub)),
+            Some(i) if !i.namespaced && i.subresources.iter().any(|s| s.name == *sub) => {
+                route(i, None, Some(name), Some(sub))
+            }
             _ => Route::NotFound,
         },
         _ => Route::NotFound,
