@@ -111,7 +111,7 @@ pub fn short_human_duration(d: SignedDuration) -> String {
 
 /// Go's zero `time.Time` (`0001-01-01T00:00:00Z`), which `metav1.Time.IsZero` reports as unset. A stored object that
 /// literally carries this timestamp prints `<unknown>` in Kubernetes too.
-fn is_go_zero_time(ts: Timestamp) -> bool {
+pub(crate) fn is_go_zero_time(ts: Timestamp) -> bool {
     // Seconds from 0001-01-01T00:00:00Z to the Unix epoch.
     const GO_ZERO_UNIX_SECONDS: i64 = -62_135_596_800;
     ts.as_second() == GO_ZERO_UNIX_SECONDS && ts.subsec_nanosecond() == 0
