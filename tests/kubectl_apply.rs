@@ -138,22 +138,45 @@ fn apply_get_describe_delete_the_seed_manifests() {
 
     // describe lists the Pod's events (found by kubectl through involvedObject field selectors).
     let uid = pod["metadata"]["uid"].as_str().unwrap();
-    let now = s.kubectl(&["get", "pod", "nginx-pod", "-o", "jsonpath={.metadata.creationTimestamp}"]).ok().stdout;
+    let now = s
+        .kubectl(&[
+            "get",
+            "pod",
+            "nginx-pod",
+            "-o",
+            "jsonpath={.metadata.creationTimestamp}",
+        ])
+        .ok()
+        .stdout;
     let event = format!(
         "apiVersion: v1\nkind: Event\nmetadata:\n  name: nginx-pod.18a1\ninvolvedObject:\n  apiVersion: v1\n  kind: Pod\n  name: nginx-pod\n  namespace: default\n  uid: {uid}\nreason: FailedScheduling\nmessage: '0/0 nodes are available: no nodes available to schedule pods.'\ntype: Warning\nsource:\n  component: default-scheduler\nfirstTimestamp: \"{now}\"\nlastTimestamp: \"{now}\"\ncount: 1\n"
     );
     s.kubectl_stdin(&["create", "-f", "-"], &event).ok();
-    let other = event.replace("nginx-pod.18a1", "web.18a2").replace("name: nginx-pod\n", "name: web-with-logger\n");
+    let other = event
+        .replace("nginx-pod.18a1", "web.18a2")
+        .replace("name: nginx-pod\n", "name: web-with-logger\n");
     s.kubectl_stdin(&["create", "-f", "-"], &other).ok();
     let out = s.kubectl(&["describe", "pod", "nginx-pod"]).ok();
     let events = out.stdout.split("Events:").nth(1).expect("an Events section");
     let lines: Vec<&str> = events.lines().collect();
-    assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["Type", "Reason", "Age", "From", "Message"]);
-    assert!(lines[3].trim_start().starts_with("Warning  FailedScheduling  "), "{events}");
-    assert!(lines[3].ends_with("default-scheduler  0/0 nodes are available: no nodes available to schedule pods."), "{events}");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["Type", "Reason", "Age", "From", "Message"]
+    );
+    assert!(
+        lines[3].trim_start().starts_with("Warning  FailedScheduling  "),
+        "{events}"
+    );
+    assert!(
+        lines[3].ends_with("default-scheduler  0/0 nodes are available: no nodes available to schedule pods."),
+        "{events}"
+    );
     assert_eq!(lines.len(), 4, "only the Pod's own event: {events}");
     let out = s.kubectl(&["get", "events"]).ok();
-    assert_eq!(cells(out.stdout.lines().next().unwrap()), ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]);
+    assert_eq!(
+        cells(out.stdout.lines().next().unwrap()),
+        ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    );
     assert!(out.stdout.contains("pod/nginx-pod"), "{}", out.stdout);
 
     // delete by name and by file; each waits for the object to be gone.
@@ -230,8 +253,12 @@ fn errors_in_kubectls_words() {
         .replace("containerPort: 80", "containerPort: 8080");
     let out = s.kubectl_stdin(&["apply", "-f", "-"], &changed);
     assert_eq!(out.code, 1);
+    // kubectl first warns that the object was made by `create`, as it does against Kubernetes.
+    assert!(out.stderr.starts_with(
+        "Warning: resource pods/nginx-pod is missing the kubectl.kubernetes.io/last-applied-configuration annotation"
+    ));
     assert!(
-        out.stderr.starts_with("The Pod \"nginx-pod\" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"),
+        out.stderr.lines().nth(1).unwrap_or("").starts_with("The Pod \"nginx-pod\" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"),
         "{}",
         out.stderr
     );

@@ -332,8 +332,7 @@ pub struct Selectors {
 
 impl Selectors {
     pub fn parse(info: &ResourceInfo, q: &Query) -> Result<Self, ApiError> {
-        let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))
-            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+        let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
         let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
         for req in &fields.requirements {
             if !info.supports_field_label(&req.field) {
@@ -352,10 +351,9 @@ impl Selectors {
 
     pub fn matches(&self, obj: &Value) -> bool {
         self.labels.matches(&labels_of(obj))
-            && self.fields.matches(&|label: &str| {
-                let _ = (obj, label);
-                None
-            } /* PENDING-HELPER2 field_value */)
+            && self
+                .fields
+                .matches(&|label: &str| peapod_api::selectors::field_value(obj, label))
     }
 
     /// A field selector on `metadata.name=X` lets a watch or list look at one key only.
@@ -837,6 +835,8 @@ async fn write_update(
     let info = r.info;
     let name = r.name.as_deref().unwrap_or("");
     let sub = r.subresource.as_deref();
+    // Kubernetes defaults every object it decodes, updates and patched objects included.
+    peapod_api::defaults::default_object(info.kind, &mut new);
     let errs = match sub {
         Some("status") => peapod_api::validation::validate_status_update(info.kind, &new, old),
         _ => peapod_api::validation::validate_update(info.kind, &new, old),
@@ -1014,7 +1014,7 @@ async fn patch(
             "application/json-patch+json" => peapod_api::patch::json_patch(&old, &patch_doc),
             "application/merge-patch+json" => peapod_api::patch::json_merge(&old, &patch_doc),
             "application/strategic-merge-patch+json" => peapod_api::patch::strategic_merge(info.kind, &old, &patch_doc),
-            _ => peapod_api::patch::json_merge(&old, &patch_doc), // PENDING-HELPER2 apply_patch_merge
+            _ => peapod_api::patch::apply_patch_merge(info.kind, &old, &patch_doc),
         }
         .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
         if !patched.is_object() {

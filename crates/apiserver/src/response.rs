@@ -176,7 +176,11 @@ pub fn table_row(info: &ResourceInfo, obj: &Value, include: IncludeObject, now: 
         IncludeObject::Metadata => partial_metadata(obj),
         IncludeObject::Object => obj.clone(),
     };
-    json!({ "cells": cells, "object": object })
+    let mut row = json!({ "cells": cells, "object": object });
+    if let Some(c) = peapod_api::table::row_conditions(info.group, info.plural, obj) {
+        row["conditions"] = c;
+    }
+    row
 }
 
 /// A Table of `objs`; `with_columns` false sends `columnDefinitions: null` (watch events after the first).
