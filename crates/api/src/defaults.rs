@@ -77,14 +77,13 @@ pub fn qos_class(pod: &Value) -> &'static str {
     let mut requests: Vec<(&str, Quantity)> = Vec::new();
     let mut limits: Vec<(&str, Quantity)> = Vec::new();
     let mut guaranteed = true;
-    let accumulate =
-        |acc: &mut Vec<(&'static str, Quantity)>, name: &'static str, q: Quantity| match acc
-            .iter_mut()
-            .find(|(n, _)| *n == name)
-        {
-            Some((_, sum)) => *sum = sum.add(&q),
-            None => acc.push((name, q)),
-        };
+    let accumulate = |acc: &mut Vec<(&'static str, Quantity)>, name: &'static str, q: Quantity| match acc
+        .iter_mut()
+        .find(|(n, _)| *n == name)
+    {
+        Some((_, sum)) => *sum = sum.add(&q),
+        None => acc.push((name, q)),
+    };
     for r in resources {
         for name in ["cpu", "memory"] {
             if let Some(q) = positive_quantity(&r["requests"][name]) {
@@ -166,10 +165,7 @@ fn default_pod(obj: &mut Value) {
     let Some(spec) = child(pod, "spec") else {
         return;
     };
-    let host_network = spec
-        .get("hostNetwork")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let host_network = spec.get("hostNetwork").and_then(Value::as_bool).unwrap_or(false);
 
     for list in ["initContainers", "containers", "ephemeralContainers"] {
         if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
@@ -221,10 +217,7 @@ fn default_pod(obj: &mut Value) {
         };
         spec.insert("serviceAccountName".into(), json!(name));
     }
-    let sa = spec
-        .get("serviceAccountName")
-        .cloned()
-        .unwrap_or(Value::Null);
+    let sa = spec.get("serviceAccountName").cloned().unwrap_or(Value::Null);
     spec.insert("serviceAccount".into(), sa);
 
     // Priority admission: the built-in classes, else the global default of 0.
@@ -259,12 +252,7 @@ fn default_tolerations(spec: &mut Map<String, Value>) {
         .map(|ts| {
             ts.iter()
                 .filter_map(Value::as_object)
-                .map(|t| {
-                    (
-                        str_field(t, "key").to_string(),
-                        str_field(t, "effect").to_string(),
-                    )
-                })
+                .map(|t| (str_field(t, "key").to_string(), str_field(t, "effect").to_string()))
                 .collect()
         })
         .unwrap_or_default();
@@ -330,11 +318,7 @@ fn default_container(c: &mut Map<String, Value>) {
         let policy = image_pull_policy_for(str_field(c, "image"));
         c.insert("imagePullPolicy".into(), json!(policy));
     }
-    set_default(
-        c,
-        "terminationMessagePath",
-        json!(DEFAULT_TERMINATION_MESSAGE_PATH),
-    );
+    set_default(c, "terminationMessagePath", json!(DEFAULT_TERMINATION_MESSAGE_PATH));
     set_default(c, "terminationMessagePolicy", json!("File"));
     set_default(c, "resources", json!({}));
     if let Some(r) = c.get_mut("resources").and_then(Value::as_object_mut) {
@@ -454,10 +438,7 @@ pub(crate) const VOLUME_SOURCES: &[&str] = &[
 ];
 
 fn default_volume(v: &mut Map<String, Value>) {
-    if !VOLUME_SOURCES
-        .iter()
-        .any(|k| v.get(*k).is_some_and(|s| !s.is_null()))
-    {
+    if !VOLUME_SOURCES.iter().any(|k| v.get(*k).is_some_and(|s| !s.is_null())) {
         v.insert("emptyDir".into(), json!({}));
     }
     for source in ["secret", "configMap", "downwardAPI", "projected"] {
@@ -576,11 +557,7 @@ fn base64_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -664,10 +641,7 @@ mod tests {
         assert_eq!(spec["preemptionPolicy"], "Never");
         // Only the unreachable toleration is added.
         assert_eq!(spec["tolerations"].as_array().unwrap().len(), 2);
-        assert_eq!(
-            spec["tolerations"][1]["key"],
-            "node.kubernetes.io/unreachable"
-        );
+        assert_eq!(spec["tolerations"][1]["key"], "node.kubernetes.io/unreachable");
         let c = &spec["containers"][0];
         assert_eq!(c["imagePullPolicy"], "Never");
         assert_eq!(c["terminationMessagePolicy"], "FallbackToLogsOnError");
@@ -688,10 +662,7 @@ mod tests {
         assert_eq!(image_pull_policy_for("nginx"), "Always");
         assert_eq!(image_pull_policy_for("nginx:latest"), "Always");
         assert_eq!(image_pull_policy_for("registry:5000/team/app"), "Always");
-        assert_eq!(
-            image_pull_policy_for("registry:5000/team/app:v1"),
-            "IfNotPresent"
-        );
+        assert_eq!(image_pull_policy_for("registry:5000/team/app:v1"), "IfNotPresent");
         assert_eq!(image_pull_policy_for("nginx:1.25"), "IfNotPresent");
         assert_eq!(image_pull_policy_for("nginx@sha256:abcd"), "IfNotPresent");
         assert_eq!(image_pull_policy_for("nginx:latest@sha256:abcd"), "Always");
@@ -743,19 +714,13 @@ mod tests {
         );
         let v = &pod["spec"]["volumes"];
         assert_eq!(v[0]["configMap"], json!({"name": "c", "defaultMode": 420}));
-        assert_eq!(
-            v[1]["secret"],
-            json!({"secretName": "s", "defaultMode": 256})
-        );
+        assert_eq!(v[1]["secret"], json!({"secretName": "s", "defaultMode": 256}));
         assert_eq!(v[2], json!({"name": "scratch", "emptyDir": {}}));
         assert_eq!(v[3], json!({"name": "bare", "emptyDir": {}}));
         assert_eq!(v[4]["hostPath"], json!({"path": "/tmp", "type": ""}));
         assert_eq!(v[5]["emptyDir"]["sizeLimit"], "1Gi");
         assert_eq!(v[6]["downwardAPI"]["defaultMode"], 420);
-        assert_eq!(
-            v[6]["downwardAPI"]["items"][0]["fieldRef"]["apiVersion"],
-            "v1"
-        );
+        assert_eq!(v[6]["downwardAPI"]["items"][0]["fieldRef"]["apiVersion"], "v1");
     }
 
     #[test]
@@ -787,16 +752,12 @@ mod tests {
         let pod = |containers: Value| json!({"spec": {"containers": containers}});
         assert_eq!(qos_class(&pod(json!([{"name": "a"}]))), "BestEffort");
         assert_eq!(
-            qos_class(&pod(
-                json!([{"resources": {"requests": {"cpu": "1", "memory": "1Gi"},
-                                                 "limits": {"cpu": "1000m", "memory": "1024Mi"}}}])
-            )),
+            qos_class(&pod(json!([{"resources": {"requests": {"cpu": "1", "memory": "1Gi"},
+                                                 "limits": {"cpu": "1000m", "memory": "1024Mi"}}}]))),
             "Guaranteed"
         );
         assert_eq!(
-            qos_class(&pod(
-                json!([{"resources": {"requests": {"memory": "1Gi"}}}])
-            )),
+            qos_class(&pod(json!([{"resources": {"requests": {"memory": "1Gi"}}}]))),
             "Burstable"
         );
         // A container without limits makes the pod Burstable even if another is fully specified.
@@ -827,10 +788,7 @@ mod tests {
             "Pod",
             json!({"spec": {"containers": []}, "status": {"phase": "Running", "qosClass": "Burstable"}}),
         );
-        assert_eq!(
-            pod["status"],
-            json!({"phase": "Running", "qosClass": "Burstable"})
-        );
+        assert_eq!(pod["status"], json!({"phase": "Running", "qosClass": "Burstable"}));
     }
 
     #[test]
@@ -850,10 +808,7 @@ mod tests {
 
     #[test]
     fn deprecated_service_account_alias() {
-        let pod = defaulted(
-            "Pod",
-            json!({"spec": {"serviceAccount": "old", "containers": []}}),
-        );
+        let pod = defaulted("Pod", json!({"spec": {"serviceAccount": "old", "containers": []}}));
         assert_eq!(pod["spec"]["serviceAccountName"], "old");
         assert_eq!(pod["spec"]["serviceAccount"], "old");
         let crit = defaulted(
@@ -916,10 +871,7 @@ mod tests {
             "Node",
             json!({"metadata": {"name": "n"}, "status": {"capacity": {"cpu": "2", "memory": "2048Mi"}}}),
         );
-        assert_eq!(
-            node["status"]["allocatable"],
-            json!({"cpu": "2", "memory": "2Gi"})
-        );
+        assert_eq!(node["status"]["allocatable"], json!({"cpu": "2", "memory": "2Gi"}));
         assert_eq!(
             defaulted("Node", json!({"metadata": {"name": "n"}})),
             json!({"metadata": {"name": "n"}})

@@ -77,7 +77,12 @@ pub type ErrorList = Vec<FieldError>;
 
 impl FieldError {
     fn new(kind: FieldErrorKind, field: impl Into<String>, value: Option<String>, detail: impl Into<String>) -> Self {
-        Self { kind, field: field.into(), value, detail: detail.into() }
+        Self {
+            kind,
+            field: field.into(),
+            value,
+            detail: detail.into(),
+        }
     }
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(FieldErrorKind::Required, field, None, detail)
@@ -86,7 +91,12 @@ impl FieldError {
         Self::new(FieldErrorKind::Forbidden, field, None, detail)
     }
     pub fn too_long(field: impl Into<String>, max: usize) -> Self {
-        Self::new(FieldErrorKind::TooLong, field, None, format!("must have at most {max} bytes"))
+        Self::new(
+            FieldErrorKind::TooLong,
+            field,
+            None,
+            format!("must have at most {max} bytes"),
+        )
     }
     pub fn internal(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(FieldErrorKind::Internal, field, None, detail)
@@ -108,7 +118,11 @@ impl FieldError {
     /// `Unsupported value: "X": supported values: "Always", "OnFailure", "Never"`.
     pub fn not_supported(field: impl Into<String>, value: impl Into<String>, supported: &[&str]) -> Self {
         let list: Vec<String> = supported.iter().map(|s| quote(s)).collect();
-        let detail = if list.is_empty() { String::new() } else { format!("supported values: {}", list.join(", ")) };
+        let detail = if list.is_empty() {
+            String::new()
+        } else {
+            format!("supported values: {}", list.join(", "))
+        };
         Self::new(FieldErrorKind::NotSupported, field, Some(value.into()), detail)
     }
 
@@ -155,7 +169,10 @@ pub fn quote(s: &str) -> String {
 pub fn aggregate(errs: &[FieldError]) -> String {
     match errs {
         [one] => one.to_string(),
-        many => format!("[{}]", many.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")),
+        many => format!(
+            "[{}]",
+            many.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
+        ),
     }
 }
 
@@ -198,7 +215,12 @@ fn qualified(group: &str, resource: &str) -> String {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { code, reason, message: message.into(), details: None }
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     /// `pods "x" not found` (404).
@@ -213,7 +235,12 @@ impl ApiError {
 
     /// `the server could not find the requested resource` (404 for an unknown path).
     pub fn path_not_found() -> Self {
-        Self { code: 404, reason: "NotFound", message: "the server could not find the requested resource".into(), details: Some(json!({})) }
+        Self {
+            code: 404,
+            reason: "NotFound",
+            message: "the server could not find the requested resource".into(),
+            details: Some(json!({})),
+        }
     }
 
     /// `pods "x" already exists` (409).
@@ -231,7 +258,12 @@ impl ApiError {
         Self {
             code: 409,
             reason: "Conflict",
-            message: format!("Operation cannot be fulfilled on {} {}: {}", qualified(group, resource), quote(name), why),
+            message: format!(
+                "Operation cannot be fulfilled on {} {}: {}",
+                qualified(group, resource),
+                quote(name),
+                why
+            ),
             details: Some(resource_details(group, resource, name)),
         }
     }
@@ -288,7 +320,11 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
     }
 
     pub fn not_acceptable(message: impl Into<String>) -> Self {
@@ -297,7 +333,11 @@ impl ApiError {
 
     /// A watch from a compacted revision: `too old resource version: 5 (1000)` (410 Expired).
     pub fn expired(requested: i64, oldest: i64) -> Self {
-        Self::new(410, "Expired", format!("too old resource version: {requested} ({oldest})"))
+        Self::new(
+            410,
+            "Expired",
+            format!("too old resource version: {requested} ({oldest})"),
+        )
     }
 
     /// The continue token's revision was compacted (410 Expired).
@@ -311,7 +351,11 @@ impl ApiError {
 
     /// 413 for bodies over the limit, in kube-apiserver's words.
     pub fn too_large(limit: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {limit}"),
+        )
     }
 
     pub fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> Self {
@@ -320,7 +364,11 @@ impl ApiError {
             "UnsupportedMediaType",
             format!(
                 "the body of the request was in an unknown format - accepted media types include: {}",
-                if accepted.is_empty() { content_type.to_string() } else { accepted.join(", ") }
+                if accepted.is_empty() {
+                    content_type.to_string()
+                } else {
+                    accepted.join(", ")
+                }
             ),
         )
     }
@@ -389,7 +437,10 @@ mod tests {
         let errs = vec![FieldError::required("spec.containers[0].image", "")];
         let s = ApiError::invalid("", "Pod", "x", &errs).to_status();
         assert_eq!(s["code"], 422);
-        assert_eq!(s["message"], "Pod \"x\" is invalid: spec.containers[0].image: Required value");
+        assert_eq!(
+            s["message"],
+            "Pod \"x\" is invalid: spec.containers[0].image: Required value"
+        );
         assert_eq!(s["details"]["kind"], "Pod");
         assert_eq!(s["details"]["causes"][0]["field"], "spec.containers[0].image");
         assert_eq!(s["details"]["causes"][0]["message"], "Required value");

@@ -101,11 +101,7 @@ fn split(s: &str) -> Result<Split<'_>, QuantityError> {
     while pos < end && b[pos].is_ascii_digit() {
         pos += 1;
     }
-    let num = if pos == num_start {
-        "0"
-    } else {
-        &s[num_start..pos]
-    };
+    let num = if pos == num_start { "0" } else { &s[num_start..pos] };
     let mut denom = "";
     if pos < end && b[pos] == b'.' {
         pos += 1;
@@ -228,8 +224,7 @@ impl Quantity {
             return Ok(Self::zero(Format::DecimalSI));
         }
         let parts = split(s)?;
-        let (base, suffix_exp, format) =
-            interpret_suffix(parts.suffix).ok_or(QuantityError::Suffix)?;
+        let (base, suffix_exp, format) = interpret_suffix(parts.suffix).ok_or(QuantityError::Suffix)?;
 
         let original = Self::fast_path_spelling(s, &parts, base, suffix_exp, format);
 
@@ -243,15 +238,7 @@ impl Quantity {
         let zeros = (digits.len() - trimmed.len()) as i32;
         let mantissa: i128 = trimmed.parse().map_err(|_| QuantityError::Numeric)?;
         let exponent = zeros - parts.denom.len() as i32;
-        Self::finish(
-            parts.positive,
-            mantissa,
-            exponent,
-            base,
-            suffix_exp,
-            format,
-            original,
-        )
+        Self::finish(parts.positive, mantissa, exponent, base, suffix_exp, format, original)
     }
 
     /// Applies the suffix, Go's nano round-up, the binary cap and format fix-ups to a parsed number.
@@ -265,13 +252,9 @@ impl Quantity {
         original: Option<String>,
     ) -> Result<Self, QuantityError> {
         if base == 10 {
-            exponent = exponent
-                .checked_add(suffix_exp)
-                .ok_or(QuantityError::Numeric)?;
+            exponent = exponent.checked_add(suffix_exp).ok_or(QuantityError::Numeric)?;
         } else {
-            let factor = 1i128
-                .checked_shl(suffix_exp as u32)
-                .ok_or(QuantityError::Numeric)?;
+            let factor = 1i128.checked_shl(suffix_exp as u32).ok_or(QuantityError::Numeric)?;
             mantissa = mantissa.checked_mul(factor).ok_or(QuantityError::Numeric)?;
         }
         if exponent < NANO_EXPONENT {
@@ -306,13 +289,7 @@ impl Quantity {
     }
 
     /// The caller's spelling when Go's fast path would keep it as the quantity's string (already canonical input).
-    fn fast_path_spelling(
-        s: &str,
-        parts: &Split<'_>,
-        base: u32,
-        suffix_exp: i32,
-        format: Format,
-    ) -> Option<String> {
+    fn fast_path_spelling(s: &str, parts: &Split<'_>, base: u32, suffix_exp: i32, format: Format) -> Option<String> {
         let shifted = format!("{}{}", parts.num, parts.denom);
         match format {
             Format::DecimalExponent | Format::DecimalSI => {
@@ -332,9 +309,7 @@ impl Quantity {
                 // `exponent*3/10` evaluated in float32 and truncated, as Go does.
                 let precision = 15 - parts.num.len() as i32 - (suffix_exp * 3 / 10) - 1;
                 let value: i64 = shifted.parse().ok()?;
-                let fits = value
-                    .checked_mul(1i64.checked_shl(suffix_exp as u32)?)
-                    .is_some();
+                let fits = value.checked_mul(1i64.checked_shl(suffix_exp as u32)?).is_some();
                 let keep = precision >= 0 && fits && suffix_exp % 10 == 0 && value & 0x07 != 0;
                 keep.then(|| s.to_string())
             }
@@ -387,13 +362,7 @@ impl Quantity {
                 .and_then(|p| self.mantissa.checked_mul(p))
             {
                 Some(v) => v,
-                None => {
-                    return if self.mantissa < 0 {
-                        i64::MIN
-                    } else {
-                        i64::MAX
-                    }
-                }
+                None => return if self.mantissa < 0 { i64::MIN } else { i64::MAX },
             }
         } else {
             div_pow10_round_up(self.mantissa, u32::try_from(-shift).unwrap_or(u32::MAX)).0
@@ -427,20 +396,12 @@ impl Quantity {
     /// The sum (`Add`). Keeps this quantity's format unless it is zero, as Go does; saturates where `i128`
     /// cannot hold the exact sum.
     pub fn add(&self, other: &Quantity) -> Quantity {
-        let format = if self.is_zero() {
-            other.format
-        } else {
-            self.format
-        };
+        let format = if self.is_zero() { other.format } else { self.format };
         let e = self.exponent.min(other.exponent);
         let scale = |q: &Quantity| {
             pow10((q.exponent - e) as u32)
                 .and_then(|p| q.mantissa.checked_mul(p))
-                .unwrap_or(if q.mantissa < 0 {
-                    i128::MIN / 2
-                } else {
-                    i128::MAX / 2
-                })
+                .unwrap_or(if q.mantissa < 0 { i128::MIN / 2 } else { i128::MAX / 2 })
         };
         let (mantissa, exponent) = normalize(scale(self).saturating_add(scale(other)), e);
         Quantity {
@@ -494,9 +455,7 @@ impl Quantity {
             let small = self.cmp_abs(&Quantity::new(1024, 0, format)) == Ordering::Less;
             if small || self.exponent < 0 {
                 format = Format::DecimalSI;
-            } else if let Some(mut v) =
-                pow10(self.exponent as u32).and_then(|p| self.mantissa.checked_mul(p))
-            {
+            } else if let Some(mut v) = pow10(self.exponent as u32).and_then(|p| self.mantissa.checked_mul(p)) {
                 let mut power = 0;
                 while v % 1024 == 0 && power + 1 < BINARY_SUFFIXES.len() {
                     v /= 1024;
@@ -726,8 +685,7 @@ mod tests {
     #[test]
     fn invalid_inputs_use_kubernetes_messages() {
         for bad in [
-            "1.1.M", "1+1.0M", "0.1mi", "0.1am", "aoeu", ".5i", "1i", "-3.01i", "-3.01e-", " 1",
-            "1 ", "",
+            "1.1.M", "1+1.0M", "0.1mi", "0.1am", "aoeu", ".5i", "1i", "-3.01i", "-3.01e-", " 1", "1 ", "",
         ] {
             assert!(Quantity::parse(bad).is_err(), "{bad} should fail");
         }
@@ -740,17 +698,12 @@ mod tests {
             "unable to parse quantity's suffix"
         );
         assert_eq!(Quantity::parse("0.1mi").unwrap_err(), QuantityError::Suffix);
-        assert_eq!(
-            Quantity::parse("1 ").unwrap_err(),
-            QuantityError::FormatWrong
-        );
+        assert_eq!(Quantity::parse("1 ").unwrap_err(), QuantityError::FormatWrong);
         assert_eq!(
             QuantityError::Numeric.to_string(),
             "unable to parse quantity's numeric value"
         );
-        assert!(QuantityError::FormatWrong
-            .to_string()
-            .contains(QUANTITY_REGEX));
+        assert!(QuantityError::FormatWrong.to_string().contains(QUANTITY_REGEX));
     }
 
     /// Canonical strings from quantity_test.go (`TestQuantityString`).
@@ -900,13 +853,8 @@ mod tests {
         assert_eq!(n.to_string(), "2");
         let f: Quantity = serde_json::from_str("0.25").unwrap();
         assert_eq!(f.to_string(), "250m");
-        let err = serde_json::from_str::<Quantity>("\"abc\"")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("quantities must match the regular expression"),
-            "{err}"
-        );
+        let err = serde_json::from_str::<Quantity>("\"abc\"").unwrap_err().to_string();
+        assert!(err.contains("quantities must match the regular expression"), "{err}");
     }
 
     #[test]
@@ -914,8 +862,7 @@ mod tests {
         // Property: for many mantissas and every suffix, printing then parsing preserves the value, and printing is
         // idempotent.
         let suffixes = [
-            "", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "e3",
-            "e-5",
+            "", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "e3", "e-5",
         ];
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..400 {

@@ -32,9 +32,22 @@ pub struct Subresource {
 }
 
 /// Verbs of every resource collection Peapod serves (all of them are full CRUD + watch).
-pub const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+pub const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
-const STATUS_SUB: Subresource = Subresource { name: "status", kind: "", verbs: &["get", "patch", "update"] };
+const STATUS_SUB: Subresource = Subresource {
+    name: "status",
+    kind: "",
+    verbs: &["get", "patch", "update"],
+};
 
 /// Every resource Peapod serves, core group first.
 pub const RESOURCES: &[ResourceInfo] = &[
@@ -48,12 +61,36 @@ pub const RESOURCES: &[ResourceInfo] = &[
         namespaced: true,
         categories: &["all"],
         subresources: &[
-            Subresource { name: "attach", kind: "PodAttachOptions", verbs: &["create", "get"] },
-            Subresource { name: "binding", kind: "Binding", verbs: &["create"] },
-            Subresource { name: "eviction", kind: "Eviction", verbs: &["create"] },
-            Subresource { name: "exec", kind: "PodExecOptions", verbs: &["create", "get"] },
-            Subresource { name: "log", kind: "Pod", verbs: &["get"] },
-            Subresource { name: "portforward", kind: "PodPortForwardOptions", verbs: &["create", "get"] },
+            Subresource {
+                name: "attach",
+                kind: "PodAttachOptions",
+                verbs: &["create", "get"],
+            },
+            Subresource {
+                name: "binding",
+                kind: "Binding",
+                verbs: &["create"],
+            },
+            Subresource {
+                name: "eviction",
+                kind: "Eviction",
+                verbs: &["create"],
+            },
+            Subresource {
+                name: "exec",
+                kind: "PodExecOptions",
+                verbs: &["create", "get"],
+            },
+            Subresource {
+                name: "log",
+                kind: "Pod",
+                verbs: &["get"],
+            },
+            Subresource {
+                name: "portforward",
+                kind: "PodPortForwardOptions",
+                verbs: &["create", "get"],
+            },
             STATUS_SUB,
         ],
         field_labels: &[
@@ -89,7 +126,14 @@ pub const RESOURCES: &[ResourceInfo] = &[
         short_names: &["ns"],
         namespaced: false,
         categories: &[],
-        subresources: &[STATUS_SUB, Subresource { name: "finalize", kind: "Namespace", verbs: &["update"] }],
+        subresources: &[
+            STATUS_SUB,
+            Subresource {
+                name: "finalize",
+                kind: "Namespace",
+                verbs: &["update"],
+            },
+        ],
         field_labels: &["status.phase"],
     },
     ResourceInfo {
@@ -237,12 +281,16 @@ impl ResourceInfo {
 
 /// Finds a served resource by group, version and plural.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// Finds a served resource by apiVersion and kind (what a manifest names).
 pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES.iter().find(|r| r.api_version() == api_version && r.kind == kind)
+    RESOURCES
+        .iter()
+        .find(|r| r.api_version() == api_version && r.kind == kind)
 }
 
 /// The API groups other than core, in the order discovery lists them, each with its versions.

@@ -37,8 +37,7 @@ pub(crate) fn is_events_api(obj: &Value) -> bool {
 /// Decodes `obj` as `T`, collecting the path of every field the decoder skipped.
 fn ignored_fields<T: DeserializeOwned>(obj: &Value) -> Result<Vec<String>, String> {
     let mut unknown = Vec::new();
-    serde_ignored::deserialize::<_, _, T>(obj, |path| unknown.push(render_path(&path)))
-        .map_err(|e| e.to_string())?;
+    serde_ignored::deserialize::<_, _, T>(obj, |path| unknown.push(render_path(&path))).map_err(|e| e.to_string())?;
     Ok(unknown)
 }
 
@@ -56,9 +55,7 @@ fn render_path(path: &serde_ignored::Path<'_>) -> String {
                 format!("{head}.{key}")
             }
         }
-        Path::Some { parent }
-        | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => render_path(parent),
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => render_path(parent),
     }
 }
 
@@ -115,11 +112,9 @@ mod tests {
 
     #[test]
     fn other_kinds() {
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}, "spec": {"finalizerz": []}});
-        assert_eq!(
-            unknown_fields("Namespace", &ns).unwrap(),
-            ["spec.finalizerz"]
-        );
+        let ns =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}, "spec": {"finalizerz": []}});
+        assert_eq!(unknown_fields("Namespace", &ns).unwrap(), ["spec.finalizerz"]);
         let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "n"},
                            "spec": {"holderIdentity": "a", "x": 1}});
         assert_eq!(unknown_fields("Lease", &lease).unwrap(), ["spec.x"]);
@@ -129,9 +124,7 @@ mod tests {
         let core_ev = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e"},
                              "involvedObject": {"kind": "Pod"}, "message": "m", "note": "events only"});
         assert_eq!(unknown_fields("Event", &core_ev).unwrap(), ["note"]);
-        assert!(unknown_fields("Widget", &json!({"x": 1}))
-            .unwrap()
-            .is_empty());
+        assert!(unknown_fields("Widget", &json!({"x": 1})).unwrap().is_empty());
     }
 
     #[test]

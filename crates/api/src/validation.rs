@@ -35,8 +35,7 @@ const PORT_NAME_MAX_LENGTH: usize = 15;
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_LABEL_ERR: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
-const DNS1123_SUBDOMAIN_FMT: &str =
-    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1123_SUBDOMAIN_ERR: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
 const QUALIFIED_NAME_ERR: &str =
@@ -46,11 +45,9 @@ const LABEL_VALUE_ERR: &str = "a valid label must be an empty string or consist 
 const ENV_VAR_NAME_FMT: &str = "[-._a-zA-Z][-._a-zA-Z0-9]*";
 const ENV_VAR_NAME_ERR: &str = "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit";
 const CONFIG_KEY_FMT: &str = "[-._a-zA-Z0-9]+";
-const CONFIG_KEY_ERR: &str =
-    "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
+const CONFIG_KEY_ERR: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
 const HTTP_HEADER_NAME_FMT: &str = "[-A-Za-z0-9]+";
-const HTTP_HEADER_NAME_ERR: &str =
-    "a valid HTTP header must consist of alphanumeric characters or '-'";
+const HTTP_HEADER_NAME_ERR: &str = "a valid HTTP header must consist of alphanumeric characters or '-'";
 
 /// `apimachineryvalidation.FieldImmutableErrorMsg`.
 const FIELD_IMMUTABLE: &str = "field is immutable";
@@ -127,12 +124,7 @@ pub fn validate_create(kind: &str, obj: &Value) -> ErrorList {
         "Lease" => decode::<coordination::v1::Lease>(kind, obj).map(|l| validate_lease(&l)),
         _ => Ok(match obj.get("metadata") {
             Some(m) => match serde_json::from_value::<ObjectMeta>(m.clone()) {
-                Ok(meta) => validate_object_meta(
-                    &meta,
-                    meta.namespace.is_some(),
-                    NameRule::Subdomain,
-                    "metadata",
-                ),
+                Ok(meta) => validate_object_meta(&meta, meta.namespace.is_some(), NameRule::Subdomain, "metadata"),
                 Err(e) => vec![decode_error(kind, &e)],
             },
             None => Vec::new(),
@@ -150,12 +142,8 @@ pub fn validate_update(kind: &str, new: &Value, old: &Value) -> ErrorList {
             errs.extend(validate_namespace(&n));
             errs
         }),
-        "ConfigMap" => {
-            both::<core::ConfigMap>(kind, new, old).map(|(n, o)| validate_config_map_update(&n, &o))
-        }
-        "Secret" => {
-            both::<core::Secret>(kind, new, old).map(|(n, o)| validate_secret_update(&n, &o))
-        }
+        "ConfigMap" => both::<core::ConfigMap>(kind, new, old).map(|(n, o)| validate_config_map_update(&n, &o)),
+        "Secret" => both::<core::Secret>(kind, new, old).map(|(n, o)| validate_secret_update(&n, &o)),
         "Event" => {
             // Events may only change what the recorder changes; metadata must stay put.
             meta_pair(kind, new, old).map(|(n, o)| validate_object_meta_update(&n, &o, "metadata"))
@@ -165,9 +153,7 @@ pub fn validate_update(kind: &str, new: &Value, old: &Value) -> ErrorList {
             errs.extend(validate_lease(&n));
             errs
         }),
-        _ => {
-            meta_pair(kind, new, old).map(|(n, o)| validate_object_meta_update(&n, &o, "metadata"))
-        }
+        _ => meta_pair(kind, new, old).map(|(n, o)| validate_object_meta_update(&n, &o, "metadata")),
     };
     result.unwrap_or_else(|e| vec![e])
 }
@@ -312,7 +298,11 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
         _ => {
             errs.push(format!(
                 "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
-                regex_error(QUALIFIED_NAME_ERR, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
+                regex_error(
+                    QUALIFIED_NAME_ERR,
+                    QUALIFIED_NAME_FMT,
+                    &["MyName", "my.name", "123-abc"]
+                )
             ));
             return errs;
         }
@@ -320,10 +310,7 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
     if name.is_empty() {
         errs.push("name part must be non-empty".into());
     } else if name.len() > QUALIFIED_NAME_MAX_LENGTH {
-        errs.push(format!(
-            "name part {}",
-            max_len_error(QUALIFIED_NAME_MAX_LENGTH)
-        ));
+        errs.push(format!("name part {}", max_len_error(QUALIFIED_NAME_MAX_LENGTH)));
     }
     if !matches_qualified_name(name) {
         errs.push(format!(
@@ -431,11 +418,7 @@ pub fn is_valid_port_name(port: &str) -> Vec<String> {
 }
 
 fn is_http_header_name(value: &str) -> Vec<String> {
-    if !value.is_empty()
-        && value
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-')
-    {
+    if !value.is_empty() && value.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
         Vec::new()
     } else {
         vec![regex_error(
@@ -473,10 +456,7 @@ impl NameRule {
 }
 
 fn invalid_each(errs: &mut ErrorList, path: &str, value: &str, msgs: Vec<String>) {
-    errs.extend(
-        msgs.into_iter()
-            .map(|m| FieldError::invalid(path, quote(value), m)),
-    );
+    errs.extend(msgs.into_iter().map(|m| FieldError::invalid(path, quote(value), m)));
 }
 
 fn validate_labels(labels: Option<&BTreeMap<String, String>>, path: &str, errs: &mut ErrorList) {
@@ -486,30 +466,18 @@ fn validate_labels(labels: Option<&BTreeMap<String, String>>, path: &str, errs: 
     }
 }
 
-fn validate_annotations(
-    annotations: Option<&BTreeMap<String, String>>,
-    path: &str,
-    errs: &mut ErrorList,
-) {
+fn validate_annotations(annotations: Option<&BTreeMap<String, String>>, path: &str, errs: &mut ErrorList) {
     let mut total = 0;
     for (k, v) in annotations.into_iter().flatten() {
         invalid_each(errs, path, k, is_qualified_name(&k.to_lowercase()));
         total += k.len() + v.len();
     }
     if total > TOTAL_ANNOTATION_SIZE_LIMIT_BYTES {
-        errs.push(FieldError::too_long(
-            path,
-            TOTAL_ANNOTATION_SIZE_LIMIT_BYTES,
-        ));
+        errs.push(FieldError::too_long(path, TOTAL_ANNOTATION_SIZE_LIMIT_BYTES));
     }
 }
 
-fn validate_object_meta(
-    meta: &ObjectMeta,
-    namespaced: bool,
-    rule: NameRule,
-    path: &str,
-) -> ErrorList {
+fn validate_object_meta(meta: &ObjectMeta, namespaced: bool, rule: NameRule, path: &str) -> ErrorList {
     let mut errs = Vec::new();
     let generate_name = meta.generate_name.as_deref().unwrap_or("");
     if !generate_name.is_empty() {
@@ -530,12 +498,7 @@ fn validate_object_meta(
             ));
         }
     } else {
-        invalid_each(
-            &mut errs,
-            &format!("{path}.name"),
-            name,
-            rule.check(name, false),
-        );
+        invalid_each(&mut errs, &format!("{path}.name"), name, rule.check(name, false));
     }
     let namespace = meta.namespace.as_deref().unwrap_or("");
     if namespaced {
@@ -563,19 +526,10 @@ fn validate_object_meta(
         ));
     }
     validate_labels(meta.labels.as_ref(), &format!("{path}.labels"), &mut errs);
-    validate_annotations(
-        meta.annotations.as_ref(),
-        &format!("{path}.annotations"),
-        &mut errs,
-    );
+    validate_annotations(meta.annotations.as_ref(), &format!("{path}.annotations"), &mut errs);
     validate_owner_references(meta, &format!("{path}.ownerReferences"), &mut errs);
     for f in meta.finalizers.iter().flatten() {
-        invalid_each(
-            &mut errs,
-            &format!("{path}.finalizers"),
-            f,
-            is_qualified_name(f),
-        );
+        invalid_each(&mut errs, &format!("{path}.finalizers"), f, is_qualified_name(f));
     }
     errs
 }
@@ -625,9 +579,7 @@ fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta, path: &str) -
         ));
     }
     let s = |v: &Option<String>| v.clone().unwrap_or_default();
-    let t = |v: &Option<crate::k8s::apimachinery::pkg::apis::meta::v1::Time>| {
-        v.as_ref().map(|t| t.0.to_string())
-    };
+    let t = |v: &Option<crate::k8s::apimachinery::pkg::apis::meta::v1::Time>| v.as_ref().map(|t| t.0.to_string());
     let immutable = [
         ("name", s(&new.name), s(&old.name)),
         ("namespace", s(&new.namespace), s(&old.namespace)),
@@ -656,11 +608,7 @@ fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta, path: &str) -
     ] {
         if n != o {
             let shown = n.map(|v| quote(&v)).unwrap_or_else(|| "null".into());
-            errs.push(FieldError::invalid(
-                format!("{path}.{field}"),
-                shown,
-                FIELD_IMMUTABLE,
-            ));
+            errs.push(FieldError::invalid(format!("{path}.{field}"), shown, FIELD_IMMUTABLE));
         }
     }
     if new.deletion_grace_period_seconds != old.deletion_grace_period_seconds {
@@ -675,11 +623,7 @@ fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta, path: &str) -
         ));
     }
     validate_labels(new.labels.as_ref(), &format!("{path}.labels"), &mut errs);
-    validate_annotations(
-        new.annotations.as_ref(),
-        &format!("{path}.annotations"),
-        &mut errs,
-    );
+    validate_annotations(new.annotations.as_ref(), &format!("{path}.annotations"), &mut errs);
     validate_owner_references(new, &format!("{path}.ownerReferences"), &mut errs);
     errs
 }
@@ -689,22 +633,13 @@ fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta, path: &str) -
 fn validate_pod_create(pod: &core::Pod) -> ErrorList {
     let mut errs = validate_pod_metadata_and_spec(pod);
     let spec = pod.spec.clone().unwrap_or_default();
-    if spec
-        .ephemeral_containers
-        .as_ref()
-        .is_some_and(|e| !e.is_empty())
-    {
+    if spec.ephemeral_containers.as_ref().is_some_and(|e| !e.is_empty()) {
         errs.push(FieldError::forbidden(
             "spec.ephemeralContainers",
             "cannot be set on create",
         ));
     }
-    if spec
-        .scheduling_gates
-        .as_ref()
-        .is_some_and(|g| !g.is_empty())
-        && !opt(&spec.node_name).is_empty()
-    {
+    if spec.scheduling_gates.as_ref().is_some_and(|g| !g.is_empty()) && !opt(&spec.node_name).is_empty() {
         errs.push(FieldError::forbidden(
             "spec.nodeName",
             "cannot be set until all schedulingGates have been cleared",
@@ -731,13 +666,7 @@ fn validate_pod_spec(spec: &core::PodSpec, path: &str, errs: &mut ErrorList) {
         errs,
     );
     let grace = spec.termination_grace_period_seconds;
-    validate_containers(
-        &spec.containers,
-        &volumes,
-        grace,
-        &format!("{path}.containers"),
-        errs,
-    );
+    validate_containers(&spec.containers, &volumes, grace, &format!("{path}.containers"), errs);
     validate_init_containers(
         spec.init_containers.as_deref().unwrap_or_default(),
         &spec.containers,
@@ -752,23 +681,11 @@ fn validate_pod_spec(spec: &core::PodSpec, path: &str, errs: &mut ErrorList) {
         opt(&spec.restart_policy),
         RESTART_POLICIES,
     );
-    supported(
-        errs,
-        &format!("{path}.dnsPolicy"),
-        opt(&spec.dns_policy),
-        DNS_POLICIES,
-    );
-    validate_labels(
-        spec.node_selector.as_ref(),
-        &format!("{path}.nodeSelector"),
-        errs,
-    );
+    supported(errs, &format!("{path}.dnsPolicy"), opt(&spec.dns_policy), DNS_POLICIES);
+    validate_labels(spec.node_selector.as_ref(), &format!("{path}.nodeSelector"), errs);
     for (i, s) in spec.image_pull_secrets.iter().flatten().enumerate() {
         if s.name.is_empty() {
-            errs.push(FieldError::required(
-                format!("{path}.imagePullSecrets[{i}].name"),
-                "",
-            ));
+            errs.push(FieldError::required(format!("{path}.imagePullSecrets[{i}].name"), ""));
         }
     }
     let sa = opt(&spec.service_account_name);
@@ -782,12 +699,7 @@ fn validate_pod_spec(spec: &core::PodSpec, path: &str, errs: &mut ErrorList) {
     }
     let node = opt(&spec.node_name);
     if !node.is_empty() {
-        invalid_each(
-            errs,
-            &format!("{path}.nodeName"),
-            node,
-            is_dns1123_subdomain(node),
-        );
+        invalid_each(errs, &format!("{path}.nodeName"), node, is_dns1123_subdomain(node));
     }
     if let Some(ads) = spec.active_deadline_seconds {
         if !(1..=MAX_INT32).contains(&ads) {
@@ -936,30 +848,17 @@ fn validate_volume_source(v: &core::Volume, path: &str, errs: &mut ErrorList) {
             errs.push(FieldError::required(format!("{p}.secretName"), ""));
         }
         validate_mode(s.default_mode, &format!("{p}.defaultMode"), errs);
-        validate_key_to_paths(
-            s.items.as_deref().unwrap_or_default(),
-            &format!("{p}.items"),
-            errs,
-        );
+        validate_key_to_paths(s.items.as_deref().unwrap_or_default(), &format!("{p}.items"), errs);
     }
     if let Some(c) = &v.config_map {
         let p = format!("{path}.configMap");
         if c.name.is_empty() {
             errs.push(FieldError::required(format!("{p}.name"), ""));
         } else {
-            invalid_each(
-                errs,
-                &format!("{p}.name"),
-                &c.name,
-                is_dns1123_subdomain(&c.name),
-            );
+            invalid_each(errs, &format!("{p}.name"), &c.name, is_dns1123_subdomain(&c.name));
         }
         validate_mode(c.default_mode, &format!("{p}.defaultMode"), errs);
-        validate_key_to_paths(
-            c.items.as_deref().unwrap_or_default(),
-            &format!("{p}.items"),
-            errs,
-        );
+        validate_key_to_paths(c.items.as_deref().unwrap_or_default(), &format!("{p}.items"), errs);
     }
     if let Some(pvc) = &v.persistent_volume_claim {
         if pvc.claim_name.is_empty() {
@@ -995,22 +894,14 @@ fn validate_key_to_paths(items: &[core::KeyToPath], path: &str, errs: &mut Error
 /// `validatePathNoBacksteps`: no `..` element.
 fn validate_no_backsteps(target: &str, path: &str, errs: &mut ErrorList) {
     if target.split('/').any(|p| p == "..") {
-        errs.push(FieldError::invalid(
-            path,
-            quote(target),
-            "must not contain '..'",
-        ));
+        errs.push(FieldError::invalid(path, quote(target), "must not contain '..'"));
     }
 }
 
 /// `validateLocalDescendingPath`: relative, without `..`.
 fn validate_local_descending_path(target: &str, path: &str, errs: &mut ErrorList) {
     if target.starts_with('/') {
-        errs.push(FieldError::invalid(
-            path,
-            quote(target),
-            "must be a relative path",
-        ));
+        errs.push(FieldError::invalid(path, quote(target), "must be a relative path"));
     }
     validate_no_backsteps(target, path, errs);
 }
@@ -1033,12 +924,7 @@ fn validate_containers(
         if !names.insert(c.name.clone()) {
             errs.push(FieldError::duplicate(format!("{idx}.name"), quote(&c.name)));
         }
-        validate_lifecycle(
-            c.lifecycle.as_ref(),
-            grace,
-            &format!("{idx}.lifecycle"),
-            errs,
-        );
+        validate_lifecycle(c.lifecycle.as_ref(), grace, &format!("{idx}.lifecycle"), errs);
         validate_probes(c, &idx, errs);
         if c.restart_policy.is_some() {
             errs.push(FieldError::forbidden(
@@ -1081,12 +967,7 @@ fn validate_init_containers(
         // Init containers run one by one, so each is checked alone (and Kubernetes reports it at index 0).
         check_host_port_conflicts(std::slice::from_ref(c), 0, path, errs);
         if restart_always {
-            validate_lifecycle(
-                c.lifecycle.as_ref(),
-                grace,
-                &format!("{idx}.lifecycle"),
-                errs,
-            );
+            validate_lifecycle(c.lifecycle.as_ref(), grace, &format!("{idx}.lifecycle"), errs);
             validate_probes(c, &idx, errs);
         } else {
             const WHY: &str = "may not be set for init containers without restartPolicy=Always";
@@ -1106,12 +987,7 @@ fn validate_init_containers(
 }
 
 /// `validateContainerCommon`.
-fn validate_container_common(
-    c: &core::Container,
-    volumes: &HashSet<String>,
-    path: &str,
-    errs: &mut ErrorList,
-) {
+fn validate_container_common(c: &core::Container, volumes: &HashSet<String>, path: &str, errs: &mut ErrorList) {
     let name_path = format!("{path}.name");
     if c.name.is_empty() {
         errs.push(FieldError::required(&name_path, ""));
@@ -1127,16 +1003,8 @@ fn validate_container_common(
         opt(&c.termination_message_policy),
         TERMINATION_MESSAGE_POLICIES,
     );
-    validate_container_ports(
-        c.ports.as_deref().unwrap_or_default(),
-        &format!("{path}.ports"),
-        errs,
-    );
-    validate_env(
-        c.env.as_deref().unwrap_or_default(),
-        &format!("{path}.env"),
-        errs,
-    );
+    validate_container_ports(c.ports.as_deref().unwrap_or_default(), &format!("{path}.ports"), errs);
+    validate_env(c.env.as_deref().unwrap_or_default(), &format!("{path}.env"), errs);
     validate_env_from(
         c.env_from.as_deref().unwrap_or_default(),
         &format!("{path}.envFrom"),
@@ -1185,29 +1053,15 @@ fn validate_container_ports(ports: &[core::ContainerPort], path: &str, errs: &mu
         }
         if let Some(hp) = p.host_port.filter(|hp| *hp != 0) {
             for m in is_valid_port_num(i64::from(hp)) {
-                errs.push(FieldError::invalid(
-                    format!("{idx}.hostPort"),
-                    hp.to_string(),
-                    m,
-                ));
+                errs.push(FieldError::invalid(format!("{idx}.hostPort"), hp.to_string(), m));
             }
         }
-        supported(
-            errs,
-            &format!("{idx}.protocol"),
-            opt(&p.protocol),
-            PORT_PROTOCOLS,
-        );
+        supported(errs, &format!("{idx}.protocol"), opt(&p.protocol), PORT_PROTOCOLS);
     }
 }
 
 /// `AccumulateUniqueHostPorts`: `protocol/hostIP/port` must be unique.
-fn check_host_port_conflicts(
-    containers: &[core::Container],
-    first_index: usize,
-    path: &str,
-    errs: &mut ErrorList,
-) {
+fn check_host_port_conflicts(containers: &[core::Container], first_index: usize, path: &str, errs: &mut ErrorList) {
     let mut seen = HashSet::new();
     for (ci, c) in containers.iter().enumerate() {
         for (pi, p) in c.ports.iter().flatten().enumerate() {
@@ -1231,12 +1085,7 @@ fn validate_env(vars: &[core::EnvVar], path: &str, errs: &mut ErrorList) {
         if ev.name.is_empty() {
             errs.push(FieldError::required(format!("{idx}.name"), ""));
         }
-        invalid_each(
-            errs,
-            &format!("{idx}.name"),
-            &ev.name,
-            is_env_var_name(&ev.name),
-        );
+        invalid_each(errs, &format!("{idx}.name"), &ev.name, is_env_var_name(&ev.name));
         let Some(from) = &ev.value_from else { continue };
         let vf = format!("{idx}.valueFrom");
         let mut sources = 0;
@@ -1255,14 +1104,8 @@ fn validate_env(vars: &[core::EnvVar], path: &str, errs: &mut ErrorList) {
                         &subscript.to_lowercase(),
                         is_qualified_name(&subscript.to_lowercase()),
                     ),
-                    "metadata.labels" => {
-                        invalid_each(errs, &p, subscript, is_qualified_name(subscript))
-                    }
-                    _ => errs.push(FieldError::invalid(
-                        &p,
-                        quote(base),
-                        "does not support subscript",
-                    )),
+                    "metadata.labels" => invalid_each(errs, &p, subscript, is_qualified_name(subscript)),
+                    _ => errs.push(FieldError::invalid(&p, quote(base), "does not support subscript")),
                 }
             } else if !ENV_FIELD_PATHS.contains(&f.field_path.as_str()) {
                 errs.push(FieldError::not_supported(
@@ -1275,10 +1118,7 @@ fn validate_env(vars: &[core::EnvVar], path: &str, errs: &mut ErrorList) {
         if let Some(r) = &from.resource_field_ref {
             sources += 1;
             if r.resource.is_empty() {
-                errs.push(FieldError::required(
-                    format!("{vf}.resourceFieldRef.resource"),
-                    "",
-                ));
+                errs.push(FieldError::required(format!("{vf}.resourceFieldRef.resource"), ""));
             }
         }
         if let Some(s) = &from.config_map_key_ref {
@@ -1319,12 +1159,7 @@ fn split_subscript(path: &str) -> Option<(&str, &str)> {
 }
 
 fn validate_key_selector(name: &str, key: &str, path: &str, errs: &mut ErrorList) {
-    invalid_each(
-        errs,
-        &format!("{path}.name"),
-        name,
-        is_dns1123_subdomain(name),
-    );
+    invalid_each(errs, &format!("{path}.name"), name, is_dns1123_subdomain(name));
     if key.is_empty() {
         errs.push(FieldError::required(format!("{path}.key"), ""));
     } else {
@@ -1337,19 +1172,11 @@ fn validate_env_from(sources: &[core::EnvFromSource], path: &str, errs: &mut Err
         let idx = format!("{path}[{i}]");
         let prefix = opt(&s.prefix);
         if !prefix.is_empty() {
-            invalid_each(
-                errs,
-                &format!("{idx}.prefix"),
-                prefix,
-                is_env_var_name(prefix),
-            );
+            invalid_each(errs, &format!("{idx}.prefix"), prefix, is_env_var_name(prefix));
         }
         let mut n = 0;
         for (field, name) in [
-            (
-                "configMapRef",
-                s.config_map_ref.as_ref().map(|r| r.name.as_str()),
-            ),
+            ("configMapRef", s.config_map_ref.as_ref().map(|r| r.name.as_str())),
             ("secretRef", s.secret_ref.as_ref().map(|r| r.name.as_str())),
         ] {
             let Some(name) = name else { continue };
@@ -1377,12 +1204,7 @@ fn validate_env_from(sources: &[core::EnvFromSource], path: &str, errs: &mut Err
     }
 }
 
-fn validate_volume_mounts(
-    mounts: &[core::VolumeMount],
-    volumes: &HashSet<String>,
-    path: &str,
-    errs: &mut ErrorList,
-) {
+fn validate_volume_mounts(mounts: &[core::VolumeMount], volumes: &HashSet<String>, path: &str, errs: &mut ErrorList) {
     let mut mount_points = HashSet::new();
     for (i, m) in mounts.iter().enumerate() {
         let idx = format!("{path}[{i}]");
@@ -1430,11 +1252,7 @@ fn is_hugepages(name: &str) -> bool {
 }
 
 /// `ValidateResourceRequirements` for a container: names, non-negative quantities, requests ≤ limits.
-fn validate_resource_requirements(
-    r: &core::ResourceRequirements,
-    path: &str,
-    errs: &mut ErrorList,
-) {
+fn validate_resource_requirements(r: &core::ResourceRequirements, path: &str, errs: &mut ErrorList) {
     let lim_path = format!("{path}.limits");
     let req_path = format!("{path}.requests");
     let empty = BTreeMap::new();
@@ -1496,12 +1314,7 @@ fn validate_container_resource_name(name: &str, path: &str, errs: &mut ErrorList
 }
 
 /// Parses a resource quantity, reporting unparsable, negative and (for extended resources) fractional values.
-fn validate_quantity_value(
-    name: &str,
-    text: &str,
-    path: &str,
-    errs: &mut ErrorList,
-) -> Option<Quantity> {
+fn validate_quantity_value(name: &str, text: &str, path: &str, errs: &mut ErrorList) -> Option<Quantity> {
     let q = match Quantity::parse(text) {
         Ok(q) => q,
         Err(e) => {
@@ -1510,18 +1323,10 @@ fn validate_quantity_value(
         }
     };
     if q.sign() < 0 {
-        errs.push(FieldError::invalid(
-            path,
-            quote(&q.to_string()),
-            IS_NEGATIVE,
-        ));
+        errs.push(FieldError::invalid(path, quote(&q.to_string()), IS_NEGATIVE));
     }
     if !is_native_resource(name) && q.milli_value() % 1000 != 0 {
-        errs.push(FieldError::invalid(
-            path,
-            quote(&q.to_string()),
-            "must be an integer",
-        ));
+        errs.push(FieldError::invalid(path, quote(&q.to_string()), "must be an integer"));
     }
     Some(q)
 }
@@ -1592,11 +1397,7 @@ fn validate_handler(h: &Handler<'_>, grace: Option<i64>, path: &str, errs: &mut 
     if one("grpc", h.grpc.is_some(), errs) {
         if let Some(g) = h.grpc {
             for m in is_valid_port_num(i64::from(g.port)) {
-                errs.push(FieldError::invalid(
-                    format!("{path}.grpc.port"),
-                    g.port.to_string(),
-                    m,
-                ));
+                errs.push(FieldError::invalid(format!("{path}.grpc.port"), g.port.to_string(), m));
             }
         }
     }
@@ -1607,9 +1408,7 @@ fn validate_handler(h: &Handler<'_>, grace: Option<i64>, path: &str, errs: &mut 
                 errs.push(FieldError::invalid(
                     format!("{path}.sleep.seconds"),
                     s.seconds.to_string(),
-                    format!(
-                        "must be non-negative and less than terminationGracePeriodSeconds ({max})"
-                    ),
+                    format!("must be non-negative and less than terminationGracePeriodSeconds ({max})"),
                 ));
             }
         }
@@ -1630,12 +1429,7 @@ fn validate_port_num_or_name(port: &IntOrString, path: &str, errs: &mut ErrorLis
     }
 }
 
-fn validate_lifecycle(
-    lifecycle: Option<&core::Lifecycle>,
-    grace: Option<i64>,
-    path: &str,
-    errs: &mut ErrorList,
-) {
+fn validate_lifecycle(lifecycle: Option<&core::Lifecycle>, grace: Option<i64>, path: &str, errs: &mut ErrorList) {
     let Some(l) = lifecycle else { return };
     for (field, hook) in [("postStart", &l.post_start), ("preStop", &l.pre_stop)] {
         if let Some(h) = hook {
@@ -1813,10 +1607,7 @@ fn validate_pod_update(new: &core::Pod, old: &core::Pod) -> ErrorList {
         }
     }
 
-    match (
-        new_spec.active_deadline_seconds,
-        old_spec.active_deadline_seconds,
-    ) {
+    match (new_spec.active_deadline_seconds, old_spec.active_deadline_seconds) {
         (Some(n), _) if !(0..=MAX_INT32).contains(&n) => {
             errs.push(FieldError::invalid(
                 "spec.activeDeadlineSeconds",
@@ -1868,10 +1659,7 @@ fn validate_pod_update(new: &core::Pod, old: &core::Pod) -> ErrorList {
         if !old_gates.contains(g.name.as_str()) {
             errs.push(FieldError::forbidden(
                 format!("spec.schedulingGates[{i}].name"),
-                format!(
-                    "only deletion is allowed, but found new scheduling gate '{}'",
-                    g.name
-                ),
+                format!("only deletion is allowed, but found new scheduling gate '{}'", g.name),
             ));
         }
     }
@@ -1884,10 +1672,7 @@ fn validate_pod_update(new: &core::Pod, old: &core::Pod) -> ErrorList {
     for (c, o) in munged.containers.iter_mut().zip(&old_spec.containers) {
         c.image = o.image.clone();
     }
-    if let (Some(cs), Some(os)) = (
-        munged.init_containers.as_mut(),
-        old_spec.init_containers.as_ref(),
-    ) {
+    if let (Some(cs), Some(os)) = (munged.init_containers.as_mut(), old_spec.init_containers.as_ref()) {
         for (c, o) in cs.iter_mut().zip(os) {
             c.image = o.image.clone();
         }
@@ -1895,18 +1680,12 @@ fn validate_pod_update(new: &core::Pod, old: &core::Pod) -> ErrorList {
     munged.active_deadline_seconds = old_spec.active_deadline_seconds;
     munged.scheduling_gates = old_spec.scheduling_gates.clone();
     munged.tolerations = old_spec.tolerations.clone();
-    if old_spec
-        .termination_grace_period_seconds
-        .is_some_and(|g| g < 0)
+    if old_spec.termination_grace_period_seconds.is_some_and(|g| g < 0)
         && munged.termination_grace_period_seconds == Some(1)
     {
         munged.termination_grace_period_seconds = old_spec.termination_grace_period_seconds;
     }
-    if old_spec
-        .scheduling_gates
-        .as_ref()
-        .is_some_and(|g| !g.is_empty())
-    {
+    if old_spec.scheduling_gates.as_ref().is_some_and(|g| !g.is_empty()) {
         // Gated pods may gain node selectors and affinity.
         munged.node_selector = old_spec.node_selector.clone();
         munged.affinity = old_spec.affinity.clone();
@@ -2012,12 +1791,7 @@ fn validate_config_map(cm: &core::ConfigMap) -> ErrorList {
         total += v.len();
     }
     for (k, v) in &binary {
-        invalid_each(
-            &mut errs,
-            &format!("binaryData[{k}]"),
-            k,
-            is_config_map_key(k),
-        );
+        invalid_each(&mut errs, &format!("binaryData[{k}]"), k, is_config_map_key(k));
         total += v.0.len();
     }
     if total > MAX_SECRET_SIZE {
@@ -2035,9 +1809,7 @@ fn validate_config_map_update(new: &core::ConfigMap, old: &core::ConfigMap) -> E
         if new.data.clone().unwrap_or_default() != old.data.clone().unwrap_or_default() {
             errs.push(FieldError::forbidden("data", IMMUTABLE_WHEN_SET));
         }
-        if new.binary_data.clone().unwrap_or_default()
-            != old.binary_data.clone().unwrap_or_default()
-        {
+        if new.binary_data.clone().unwrap_or_default() != old.binary_data.clone().unwrap_or_default() {
             errs.push(FieldError::forbidden("binaryData", IMMUTABLE_WHEN_SET));
         }
     }
@@ -2056,9 +1828,7 @@ fn validate_secret(s: &core::Secret) -> ErrorList {
     if total > MAX_SECRET_SIZE {
         errs.push(FieldError::too_long("data", MAX_SECRET_SIZE));
     }
-    let required = |errs: &mut ErrorList, key: &str| {
-        errs.push(FieldError::required(format!("data[{key}]"), ""))
-    };
+    let required = |errs: &mut ErrorList, key: &str| errs.push(FieldError::required(format!("data[{key}]"), ""));
     match opt(&s.type_) {
         "kubernetes.io/service-account-token" => {
             let name = s
@@ -2073,15 +1843,11 @@ fn validate_secret(s: &core::Secret) -> ErrorList {
                 ));
             }
         }
-        "kubernetes.io/dockercfg" if !data.contains_key(".dockercfg") => {
-            required(&mut errs, ".dockercfg")
-        }
+        "kubernetes.io/dockercfg" if !data.contains_key(".dockercfg") => required(&mut errs, ".dockercfg"),
         "kubernetes.io/dockerconfigjson" if !data.contains_key(".dockerconfigjson") => {
             required(&mut errs, ".dockerconfigjson")
         }
-        "kubernetes.io/basic-auth"
-            if !data.contains_key("username") && !data.contains_key("password") =>
-        {
+        "kubernetes.io/basic-auth" if !data.contains_key("username") && !data.contains_key("password") => {
             required(&mut errs, "username");
             required(&mut errs, "password");
         }
@@ -2103,11 +1869,7 @@ fn validate_secret(s: &core::Secret) -> ErrorList {
 fn validate_secret_update(new: &core::Secret, old: &core::Secret) -> ErrorList {
     let mut errs = validate_object_meta_update(&new.metadata, &old.metadata, "metadata");
     if opt(&new.type_) != opt(&old.type_) {
-        errs.push(FieldError::invalid(
-            "type",
-            quote(opt(&new.type_)),
-            FIELD_IMMUTABLE,
-        ));
+        errs.push(FieldError::invalid("type", quote(opt(&new.type_)), FIELD_IMMUTABLE));
     }
     if old.immutable == Some(true) {
         if new.immutable != Some(true) {
@@ -2206,11 +1968,7 @@ fn validate_lease(l: &coordination::v1::Lease) -> ErrorList {
             ));
         }
         if let Some(t) = spec.lease_transitions.filter(|t| *t < 0) {
-            errs.push(FieldError::invalid(
-                "spec.leaseTransitions",
-                t.to_string(),
-                IS_NEGATIVE,
-            ));
+            errs.push(FieldError::invalid("spec.leaseTransitions", t.to_string(), IS_NEGATIVE));
         }
     }
     errs
@@ -2241,10 +1999,7 @@ mod tests {
     }
 
     fn has(errs: &[String], want: &str) {
-        assert!(
-            errs.iter().any(|e| e == want),
-            "missing {want:?} in {errs:#?}"
-        );
+        assert!(errs.iter().any(|e| e == want), "missing {want:?} in {errs:#?}");
     }
 
     #[test]
@@ -2296,17 +2051,13 @@ mod tests {
             r#"metadata.labels: Invalid value: "bad key!": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"#,
         );
         let mut p = pod();
-        p["metadata"]["annotations"] =
-            json!({"example.com/Note": "x", "/x": "y", "big": "z".repeat(256 * 1024)});
+        p["metadata"]["annotations"] = json!({"example.com/Note": "x", "/x": "y", "big": "z".repeat(256 * 1024)});
         let errs = create(&p);
         has(
             &errs,
             r#"metadata.annotations: Invalid value: "/x": prefix part must be non-empty"#,
         );
-        has(
-            &errs,
-            "metadata.annotations: Too long: must have at most 262144 bytes",
-        );
+        has(&errs, "metadata.annotations: Too long: must have at most 262144 bytes");
         assert_eq!(errs.len(), 2, "{errs:#?}");
     }
 
@@ -2336,16 +2087,12 @@ mod tests {
     #[test]
     fn duplicate_container_names() {
         let mut p = pod();
-        p["spec"]["containers"] =
-            json!([{"name": "app", "image": "a"}, {"name": "app", "image": "b"}]);
+        p["spec"]["containers"] = json!([{"name": "app", "image": "a"}, {"name": "app", "image": "b"}]);
         p["spec"]["initContainers"] = json!([{"name": "app", "image": "c"}]);
         crate::defaults::default_object("Pod", &mut p);
         let errs = create(&p);
         has(&errs, r#"spec.containers[1].name: Duplicate value: "app""#);
-        has(
-            &errs,
-            r#"spec.initContainers[0].name: Duplicate value: "app""#,
-        );
+        has(&errs, r#"spec.initContainers[0].name: Duplicate value: "app""#);
     }
 
     #[test]
@@ -2361,20 +2108,20 @@ mod tests {
         ]);
         crate::defaults::default_object("Pod", &mut p);
         let errs = create(&p);
+        has(&errs, "spec.containers[0].ports[0].containerPort: Required value");
         has(
             &errs,
-            "spec.containers[0].ports[0].containerPort: Required value",
+            "spec.containers[0].ports[1].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
         );
-        has(&errs, "spec.containers[0].ports[1].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive");
-        has(&errs, "spec.containers[0].ports[2].hostPort: Invalid value: 70000: must be between 1 and 65535, inclusive");
+        has(
+            &errs,
+            "spec.containers[0].ports[2].hostPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
+        );
         has(
             &errs,
             r#"spec.containers[0].ports[3].protocol: Unsupported value: "HTTP": supported values: "SCTP", "TCP", "UDP""#,
         );
-        has(
-            &errs,
-            r#"spec.containers[0].ports[5].name: Duplicate value: "http""#,
-        );
+        has(&errs, r#"spec.containers[0].ports[5].name: Duplicate value: "http""#);
         has(
             &errs,
             r#"spec.containers[0].ports[6].name: Invalid value: "Bad--": must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)"#,
@@ -2391,10 +2138,7 @@ mod tests {
             &errs,
             r#"spec.containers[1].ports[0].hostPort: Duplicate value: "TCP//8080""#,
         );
-        assert_eq!(
-            is_valid_port_name("1234"),
-            ["must contain at least one letter (a-z)"]
-        );
+        assert_eq!(is_valid_port_name("1234"), ["must contain at least one letter (a-z)"]);
         assert_eq!(
             is_valid_port_name("abcdefghijklmnop"),
             ["must be no more than 15 characters"]
@@ -2479,23 +2223,17 @@ mod tests {
         has(&errs, "spec.volumes[3].hostPath.path: Required value");
         has(&errs, "spec.volumes[4].configMap.name: Required value");
         has(&errs, "spec.volumes[5].secret.secretName: Required value");
-        has(&errs, "spec.volumes[6].emptyDir.sizeLimit: Forbidden: SizeLimit field must be a valid resource quantity");
         has(
             &errs,
-            "spec.volumes[7]: Required value: must specify a volume type",
+            "spec.volumes[6].emptyDir.sizeLimit: Forbidden: SizeLimit field must be a valid resource quantity",
         );
-        has(
-            &errs,
-            r#"spec.containers[0].volumeMounts[1].name: Not found: "x""#,
-        );
+        has(&errs, "spec.volumes[7]: Required value: must specify a volume type");
+        has(&errs, r#"spec.containers[0].volumeMounts[1].name: Not found: "x""#);
         has(
             &errs,
             r#"spec.containers[0].volumeMounts[1].mountPath: Invalid value: "/data": must be unique"#,
         );
-        has(
-            &errs,
-            "spec.containers[0].volumeMounts[2].mountPath: Required value",
-        );
+        has(&errs, "spec.containers[0].volumeMounts[2].mountPath: Required value");
         has(
             &errs,
             r#"spec.containers[0].volumeMounts.subPath: Invalid value: "../etc": must not contain '..'"#,
@@ -2539,15 +2277,18 @@ mod tests {
             &errs,
             "spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers",
         );
-        has(&errs, "spec.terminationGracePeriodSeconds: Invalid value: -1: must be greater than or equal to 0");
-        has(&errs, "spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive");
         has(
             &errs,
-            r#"spec.hostname: Invalid value: "a.b": must not contain dots"#,
+            "spec.terminationGracePeriodSeconds: Invalid value: -1: must be greater than or equal to 0",
         );
-        assert!(errs.iter().any(|e| e.starts_with(
-            r#"spec.nodeName: Invalid value: "Node_1": a lowercase RFC 1123 subdomain"#
-        )));
+        has(
+            &errs,
+            "spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive",
+        );
+        has(&errs, r#"spec.hostname: Invalid value: "a.b": must not contain dots"#);
+        assert!(errs
+            .iter()
+            .any(|e| e.starts_with(r#"spec.nodeName: Invalid value: "Node_1": a lowercase RFC 1123 subdomain"#)));
         assert_eq!(errs.len(), 9, "{errs:#?}");
     }
 
@@ -2611,11 +2352,13 @@ mod tests {
         let c = &mut p["spec"]["containers"][0];
         c["livenessProbe"] = json!({"exec": {"command": ["true"]}, "tcpSocket": {"port": 80}, "successThreshold": 2,
                                     "timeoutSeconds": 1, "periodSeconds": 10, "failureThreshold": 3});
-        c["readinessProbe"] =
-            json!({"periodSeconds": 10, "successThreshold": 3, "failureThreshold": -1});
+        c["readinessProbe"] = json!({"periodSeconds": 10, "successThreshold": 3, "failureThreshold": -1});
         c["startupProbe"] = json!({"httpGet": {"port": 70000, "path": "/", "scheme": "FTP"}, "successThreshold": 1});
         let errs = create(&p);
-        has(&errs, "spec.containers[0].livenessProbe.tcpSocket: Forbidden: may not specify more than 1 handler type");
+        has(
+            &errs,
+            "spec.containers[0].livenessProbe.tcpSocket: Forbidden: may not specify more than 1 handler type",
+        );
         has(
             &errs,
             "spec.containers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1",
@@ -2624,7 +2367,10 @@ mod tests {
             &errs,
             "spec.containers[0].readinessProbe: Required value: must specify a handler type",
         );
-        has(&errs, "spec.containers[0].readinessProbe.failureThreshold: Invalid value: -1: must be greater than or equal to 0");
+        has(
+            &errs,
+            "spec.containers[0].readinessProbe.failureThreshold: Invalid value: -1: must be greater than or equal to 0",
+        );
         has(&errs, "spec.containers[0].startupProbe.httpGet.port: Invalid value: 70000: must be between 1 and 65535, inclusive");
         has(
             &errs,
@@ -2652,10 +2398,7 @@ mod tests {
             &errs,
             r#"spec.tolerations[2].effect: Invalid value: "NoSchedule": effect must be 'NoExecute' when `tolerationSeconds` is set"#,
         );
-        has(
-            &errs,
-            "spec.ephemeralContainers: Forbidden: cannot be set on create",
-        );
+        has(&errs, "spec.ephemeralContainers: Forbidden: cannot be set on create");
     }
 
     #[test]
@@ -2665,9 +2408,7 @@ mod tests {
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].kind, FieldErrorKind::TypeInvalid);
         assert!(
-            errs[0]
-                .detail
-                .starts_with("cannot decode Pod: invalid type"),
+            errs[0].detail.starts_with("cannot decode Pod: invalid type"),
             "{}",
             errs[0].detail
         );
@@ -2680,10 +2421,7 @@ mod tests {
         new["spec"]["containers"][0]["image"] = json!("nginx:1.26");
         new["metadata"]["labels"] = json!({"a": "b"});
         new["spec"]["activeDeadlineSeconds"] = json!(100);
-        assert_eq!(
-            texts(&validate_update("Pod", &new, &old)),
-            Vec::<String>::new()
-        );
+        assert_eq!(texts(&validate_update("Pod", &new, &old)), Vec::<String>::new());
         new["spec"]["containers"][0]["image"] = json!("");
         has(
             &texts(&validate_update("Pod", &new, &old)),
@@ -2711,8 +2449,7 @@ mod tests {
     fn pod_update_containers_added_or_removed() {
         let old = pod();
         let mut new = old.clone();
-        new["spec"]["containers"] =
-            json!([{"name": "app", "image": "nginx"}, {"name": "b", "image": "x"}]);
+        new["spec"]["containers"] = json!([{"name": "app", "image": "nginx"}, {"name": "b", "image": "x"}]);
         crate::defaults::default_object("Pod", &mut new);
         assert_eq!(
             texts(&validate_update("Pod", &new, &old)),
@@ -2732,18 +2469,12 @@ mod tests {
         );
         let mut new = old.clone();
         new["spec"]["tolerations"][0]["tolerationSeconds"] = json!(60);
-        assert_eq!(
-            texts(&validate_update("Pod", &new, &old)),
-            Vec::<String>::new()
-        );
+        assert_eq!(texts(&validate_update("Pod", &new, &old)), Vec::<String>::new());
         new["spec"]["tolerations"]
             .as_array_mut()
             .unwrap()
             .push(json!({"key": "x", "operator": "Exists"}));
-        assert_eq!(
-            texts(&validate_update("Pod", &new, &old)),
-            Vec::<String>::new()
-        );
+        assert_eq!(texts(&validate_update("Pod", &new, &old)), Vec::<String>::new());
         new["spec"]["tolerations"][0]["key"] = json!("other");
         has(
             &texts(&validate_update("Pod", &new, &old)),
@@ -2802,7 +2533,8 @@ mod tests {
                 r#"data[bad/key]: Invalid value: "bad/key": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"#
             ]
         );
-        let big = json!({"metadata": {"name": "c", "namespace": "default"}, "data": {"k": "x".repeat(MAX_SECRET_SIZE + 1)}});
+        let big =
+            json!({"metadata": {"name": "c", "namespace": "default"}, "data": {"k": "x".repeat(MAX_SECRET_SIZE + 1)}});
         assert_eq!(
             texts(&validate_create("ConfigMap", &big)),
             [": Too long: must have at most 1048576 bytes"]
@@ -2824,10 +2556,7 @@ mod tests {
     #[test]
     fn secrets() {
         let s = json!({"metadata": {"name": "s", "namespace": "default"}, "type": "kubernetes.io/tls", "data": {"tls.crt": "YQ=="}});
-        assert_eq!(
-            texts(&validate_create("Secret", &s)),
-            ["data[tls.key]: Required value"]
-        );
+        assert_eq!(texts(&validate_create("Secret", &s)), ["data[tls.key]: Required value"]);
         let old = json!({"metadata": {"name": "s", "namespace": "default"}, "type": "Opaque", "immutable": true, "data": {"a": "YQ=="}});
         let mut new = old.clone();
         new["type"] = json!("kubernetes.io/basic-auth");
@@ -2837,10 +2566,7 @@ mod tests {
             &errs,
             r#"type: Invalid value: "kubernetes.io/basic-auth": field is immutable"#,
         );
-        has(
-            &errs,
-            "data: Forbidden: field is immutable when `immutable` is set",
-        );
+        has(&errs, "data: Forbidden: field is immutable when `immutable` is set");
     }
 
     #[test]
