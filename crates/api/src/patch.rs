@@ -130,9 +130,9 @@ fn merge_map(
             return Ok(MapOutcome::Keep);
         }
         Some("delete") if deletions => return Ok(MapOutcome::Delete),
-        Some("merge") | None => {}
+        // An apply configuration deletes nothing; a stray delete directive is ignored there.
+        Some("merge" | "delete") | None => {}
         Some(other) => return Err(PatchError::Invalid(format!("Unknown patch type: {other} in map"))),
-        _ => {}
     }
     for (k, v) in patch {
         if let Some(list) = k.strip_prefix("$deleteFromPrimitiveList/") {
