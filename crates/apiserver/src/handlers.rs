@@ -873,6 +873,18 @@ async fn write_update(
     ))
 }
 
+/// Makes an update's name, namespace and type meta those of the URL (a body may not move an object).
+fn pin_identity(r: &ResourceRoute, name: &str, obj: &mut Value) {
+    let info = r.info;
+    let m = metadata_mut(obj);
+    m.insert("name".into(), json!(name));
+    if let Some(ns) = r.namespace.as_deref().filter(|_| info.namespaced) {
+        m.insert("namespace".into(), json!(ns));
+    }
+    obj["kind"] = json!(info.kind);
+    obj["apiVersion"] = json!(info.api_version());
+}
+
 /// PUT: replace an object (or its status) with optimistic concurrency.
 async fn replace(
     state: &State,
@@ -920,13 +932,7 @@ async fn replace(
         return Err(ApiError::modified(info.group, info.plural, &name));
     }
     let mut obj = obj;
-    {
-        let m = metadata_mut(&mut obj);
-        m.insert("name".into(), json!(name));
-        if let Some(ns) = r.namespace.as_deref().filter(|_| info.namespaced) {
-            m.insert("namespace".into(), json!(ns));
-        }
-    }
+    pin_identity(r, &name, &mut obj);
     let new = merge_for_update(info, r.subresource.as_deref(), &old, obj);
     match write_update(
         state,
@@ -1028,15 +1034,7 @@ async fn patch(
             }
         }
         let mut patched = patched;
-        {
-            let m = metadata_mut(&mut patched);
-            m.insert("name".into(), json!(name));
-            if let Some(ns) = r.namespace.as_deref().filter(|_| info.namespaced) {
-                m.insert("namespace".into(), json!(ns));
-            }
-        }
-        patched["kind"] = json!(info.kind);
-        patched["apiVersion"] = json!(info.api_version());
+        pin_identity(r, &name, &mut patched);
         let new = merge_for_update(info, r.subresource.as_deref(), &old, patched);
         let op = if is_apply { "Apply" } else { "Update" };
         match write_update(
