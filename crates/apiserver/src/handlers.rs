@@ -216,6 +216,8 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     match ct.as_str() {
         "" | "application/json" | "*/*" => decode_json(body),
         "application/yaml" | "application/apply-patch+yaml" => decode_yaml(body),
+        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body)
+            .map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized: {e}"))),
         other => Err(ApiError::unsupported_media_type(
             other,
             &["application/json", "application/yaml"],

@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod handlers;
 pub mod openapi;
 pub mod pki;
+pub mod protobuf;
 pub mod registry;
 pub mod response;
 pub mod route;
