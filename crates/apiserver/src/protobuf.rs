@@ -650,3 +650,482 @@ fn utf8(f: &Field, b: &[u8]) -> Result<String, String> {
 fn str_field<'a>(name: &str, b: &'a [u8]) -> Result<&'a str, String> {
     std::str::from_utf8(b).map_err(|_| format!("{name}: string is not UTF-8"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    // Bodies kubectl 1.32.4 sent (captured with -v=9 against Peapod).
+    const KUBECTL_NAMESPACE: &[u8] =
+        b"k8s\x00\x0a\x0f\x0a\x02v1\x12\x09Namespace\x12\x19\x0a\x11\x0a\x01x\x12\x00\x1a\x00\
+\x22\x00\x2a\x00\x32\x00\x38\x00\x42\x00\x12\x00\x1a\x02\x0a\x00\x1a\x00\x22\x00";
+    const KUBECTL_CONFIGMAP: &[u8] = b"k8s\x00\x0a\x0f\x0a\x02v1\x12\x09ConfigMap\x12\x1d\x0a\x13\x0a\x03cfg\x12\x00\
+\x1a\x00\x22\x00\x2a\x00\x32\x00\x38\x00\x42\x00\x12\x06\x0a\x01a\x12\x01b\x1a\x00\x22\x00";
+    const KUBECTL_SECRET: &[u8] = b"k8s\x00\x0a\x0c\x0a\x02v1\x12\x06Secret\x12\x1d\x0a\x11\x0a\x01s\x12\x00\x1a\x00\
+\x22\x00\x2a\x00\x32\x00\x38\x00\x42\x00\x12\x06\x0a\x01a\x12\x01b\x1a\x00\x1a\x00\x22\x00";
+    const KUBECTL_SERVICE_ACCOUNT: &[u8] =
+        b"k8s\x00\x0a\x14\x0a\x02v1\x12\x0eServiceAccount\x12\x15\x0a\x13\x0a\x03sa1\
+\x12\x00\x1a\x00\x22\x00\x2a\x00\x32\x00\x38\x00\x42\x00\x1a\x00\x22\x00";
+
+    /// A tiny protobuf encoder for building test messages.
+    #[derive(Default, Clone)]
+    struct Enc(Vec<u8>);
+
+    impl Enc {
+        fn varint(mut self, mut v: u64) -> Self {
+            loop {
+                let b = (v & 0x7f) as u8;
+                v >>= 7;
+                if v == 0 {
+                    self.0.push(b);
+                    return self;
+                }
+                self.0.push(b | 0x80);
+            }
+        }
+        fn key(self, num: u64, wire: u64) -> Self {
+            self.varint(num << 3 | wire)
+        }
+        fn uint(self, num: u64, v: u64) -> Self {
+            self.key(num, 0).varint(v)
+        }
+        fn int(self, num: u64, v: i64) -> Self {
+            self.uint(num, v as u64)
+        }
+        fn bytes(self, num: u64, b: &[u8]) -> Self {
+            let mut e = self.key(num, 2).varint(b.len() as u64);
+            e.0.extend_from_slice(b);
+            e
+        }
+        fn str(self, num: u64, s: &str) -> Self {
+            self.bytes(num, s.as_bytes())
+        }
+        fn msg(self, num: u64, m: Enc) -> Self {
+            self.bytes(num, &m.0)
+        }
+        fn entry(self, num: u64, k: &str, v: &[u8]) -> Self {
+            self.msg(num, Enc::default().str(1, k).bytes(2, v))
+        }
+        fn fixed32(self, num: u64) -> Self {
+            let mut e = self.key(num, 5);
+            e.0.extend_from_slice(&[1, 2, 3, 4]);
+            e
+        }
+        fn fixed64(self, num: u64) -> Self {
+            let mut e = self.key(num, 1);
+            e.0.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+            e
+        }
+    }
+
+    fn e() -> Enc {
+        Enc::default()
+    }
+
+    fn envelope(api_version: &str, kind: &str, raw: Enc) -> Vec<u8> {
+        let unknown = e()
+            .msg(1, e().str(1, api_version).str(2, kind))
+            .msg(2, raw)
+            .str(3, "")
+            .str(4, "");
+        [b"k8s\0".as_slice(), &unknown.0].concat()
+    }
+
+    /// ObjectMeta as Go's encoder writes it: every non-pointer field, empty or not.
+    fn go_meta(name: &str, namespace: &str) -> Enc {
+        e().str(1, name)
+            .str(2, "")
+            .str(3, namespace)
+            .str(4, "")
+            .str(5, "")
+            .str(6, "")
+            .uint(7, 0)
+            .msg(8, e())
+    }
+
+    #[test]
+    fn kubectl_namespace() {
+        assert_eq!(
+            decode(KUBECTL_NAMESPACE).unwrap(),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}, "spec": {}, "status": {}})
+        );
+    }
+
+    #[test]
+    fn kubectl_configmap() {
+        assert_eq!(
+            decode(KUBECTL_CONFIGMAP).unwrap(),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"a": "b"}})
+        );
+    }
+
+    #[test]
+    fn kubectl_secret() {
+        assert_eq!(
+            decode(KUBECTL_SECRET).unwrap(),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"a": "Yg=="}})
+        );
+    }
+
+    #[test]
+    fn kubectl_service_account() {
+        assert_eq!(
+            decode(KUBECTL_SERVICE_ACCOUNT).unwrap(),
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa1"}})
+        );
+    }
+
+    #[test]
+    fn namespace_full_metadata() {
+        let meta = go_meta("team-a", "")
+            .str(5, "6f1c")
+            .str(6, "42")
+            .uint(7, 3)
+            .msg(8, e().int(1, 1_700_000_000).int(2, 123))
+            .msg(9, e().int(1, 0))
+            .int(10, 0)
+            .entry(11, "app", b"web")
+            .entry(11, "tier", b"")
+            .entry(12, "note", b"hi")
+            .msg(
+                13,
+                e().str(5, "apps/v1")
+                    .str(1, "Deployment")
+                    .str(3, "d")
+                    .str(4, "u1")
+                    .uint(6, 1)
+                    .uint(7, 0),
+            )
+            .str(14, "example.com/f")
+            .str(14, "")
+            .msg(
+                17,
+                e().str(1, "kubectl")
+                    .str(2, "Update")
+                    .str(3, "v1")
+                    .msg(4, e().int(1, 60))
+                    .str(6, "FieldsV1")
+                    .msg(7, e().bytes(1, br#"{"f:data":{}}"#)),
+            );
+        let raw = e()
+            .msg(1, meta)
+            .msg(2, e().str(1, "kubernetes"))
+            .msg(3, e().str(1, "Active"));
+        assert_eq!(
+            decode(&envelope("v1", "Namespace", raw)).unwrap(),
+            json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {
+                    "name": "team-a",
+                    "uid": "6f1c",
+                    "resourceVersion": "42",
+                    "generation": 3,
+                    "creationTimestamp": "2023-11-14T22:13:20Z",
+                    "deletionTimestamp": "1970-01-01T00:00:00Z",
+                    "deletionGracePeriodSeconds": 0,
+                    "labels": {"app": "web", "tier": ""},
+                    "annotations": {"note": "hi"},
+                    "ownerReferences": [{
+                        "apiVersion": "apps/v1", "kind": "Deployment", "name": "d", "uid": "u1",
+                        "controller": true, "blockOwnerDeletion": false
+                    }],
+                    "finalizers": ["example.com/f", ""],
+                    "managedFields": [{
+                        "manager": "kubectl", "operation": "Update", "apiVersion": "v1",
+                        "time": "1970-01-01T00:01:00Z", "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {}}
+                    }]
+                },
+                "spec": {"finalizers": ["kubernetes"]},
+                "status": {"phase": "Active"}
+            })
+        );
+    }
+
+    #[test]
+    fn configmap_all_fields() {
+        let raw = e()
+            .msg(1, go_meta("cfg", "team-a"))
+            .entry(2, "a", b"b")
+            .entry(2, "empty", b"")
+            .entry(3, "bin", &[0, 255, 1])
+            .uint(4, 0);
+        assert_eq!(
+            decode(&envelope("v1", "ConfigMap", raw)).unwrap(),
+            json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "cfg", "namespace": "team-a"},
+                "data": {"a": "b", "empty": ""},
+                "binaryData": {"bin": "AP8B"},
+                "immutable": false
+            })
+        );
+    }
+
+    #[test]
+    fn secret_all_fields() {
+        let raw = e()
+            .msg(1, go_meta("s", "default"))
+            .entry(2, "k", &[0xde, 0xad, 0xbe, 0xef])
+            .entry(4, "plain", b"text")
+            .str(3, "kubernetes.io/tls")
+            .uint(5, 1);
+        assert_eq!(
+            decode(&envelope("v1", "Secret", raw)).unwrap(),
+            json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "s", "namespace": "default"},
+                "data": {"k": "3q2+7w=="},
+                "stringData": {"plain": "text"},
+                "type": "kubernetes.io/tls",
+                "immutable": true
+            })
+        );
+    }
+
+    #[test]
+    fn service_account_all_fields() {
+        let raw = e()
+            .msg(1, go_meta("sa1", ""))
+            .msg(2, e().str(1, "Secret").str(3, "tok").str(2, ""))
+            .msg(3, e().str(1, "regcred"))
+            .uint(4, 0);
+        assert_eq!(
+            decode(&envelope("v1", "ServiceAccount", raw)).unwrap(),
+            json!({
+                "apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": "sa1"},
+                "secrets": [{"kind": "Secret", "name": "tok"}],
+                "imagePullSecrets": [{"name": "regcred"}],
+                "automountServiceAccountToken": false
+            })
+        );
+    }
+
+    #[test]
+    fn event() {
+        let raw = e()
+            .msg(1, go_meta("pod.1", "default"))
+            .msg(2, e().str(1, "Pod").str(2, "default").str(3, "pod").str(7, ""))
+            .str(3, "Scheduled")
+            .str(4, "assigned")
+            .msg(5, e().str(1, "scheduler").str(2, ""))
+            .msg(6, e().int(1, 86_400))
+            .msg(7, e())
+            .int(8, 2)
+            .str(9, "Normal")
+            .msg(10, e().int(1, 86_400).int(2, 123_456_789))
+            .msg(11, e().int(1, -1).msg(2, e().int(1, 1)))
+            .str(12, "Binding")
+            .str(14, "default-scheduler")
+            .str(15, "");
+        assert_eq!(
+            decode(&envelope("v1", "Event", raw)).unwrap(),
+            json!({
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": "pod.1", "namespace": "default"},
+                "involvedObject": {"kind": "Pod", "namespace": "default", "name": "pod"},
+                "reason": "Scheduled",
+                "message": "assigned",
+                "source": {"component": "scheduler"},
+                "firstTimestamp": "1970-01-02T00:00:00Z",
+                "count": 2,
+                "type": "Normal",
+                "eventTime": "1970-01-02T00:00:00.123456Z",
+                "series": {"count": -1, "lastObservedTime": "1970-01-01T00:00:01.000000Z"},
+                "action": "Binding",
+                "reportingComponent": "default-scheduler"
+            })
+        );
+    }
+
+    #[test]
+    fn node() {
+        let raw = e()
+            .msg(1, go_meta("n1", ""))
+            .msg(
+                2,
+                e().str(1, "10.0.0.0/24")
+                    .str(7, "10.0.0.0/24")
+                    .uint(4, 1)
+                    .msg(5, e().str(1, "k").str(2, "").str(3, "NoSchedule").msg(4, e().int(1, 1))),
+            )
+            .msg(
+                3,
+                e().msg(1, e().str(1, "cpu").msg(2, e().str(1, "4")))
+                    .msg(2, e().str(1, "memory").msg(2, e().str(1, "8Gi")))
+                    .msg(
+                        4,
+                        e().str(1, "Ready")
+                            .str(2, "True")
+                            .msg(3, e().int(1, 2))
+                            .msg(4, e())
+                            .str(5, "KubeletReady"),
+                    )
+                    .msg(5, e().str(1, "InternalIP").str(2, "10.0.0.5"))
+                    .msg(6, e().msg(1, e().int(1, 10250)))
+                    .msg(
+                        7,
+                        e().str(1, "m").str(9, "linux").str(10, "amd64").msg(11, e().int(1, 0)),
+                    )
+                    .msg(8, e().str(1, "busybox:1").str(1, "busybox@sha").int(2, 4096))
+                    .msg(12, e().str(1, "runc").msg(2, e().uint(1, 1)))
+                    .msg(13, e().uint(1, 0)),
+            );
+        assert_eq!(
+            decode(&envelope("v1", "Node", raw)).unwrap(),
+            json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": "n1"},
+                "spec": {
+                    "podCIDR": "10.0.0.0/24", "podCIDRs": ["10.0.0.0/24"], "unschedulable": true,
+                    "taints": [{"key": "k", "effect": "NoSchedule", "timeAdded": "1970-01-01T00:00:01Z"}]
+                },
+                "status": {
+                    "capacity": {"cpu": "4"},
+                    "allocatable": {"memory": "8Gi"},
+                    "conditions": [{
+                        "type": "Ready", "status": "True", "lastHeartbeatTime": "1970-01-01T00:00:02Z",
+                        "reason": "KubeletReady"
+                    }],
+                    "addresses": [{"type": "InternalIP", "address": "10.0.0.5"}],
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+                    "nodeInfo": {"machineID": "m", "operatingSystem": "linux", "architecture": "amd64",
+                                 "swap": {"capacity": 0}},
+                    "images": [{"names": ["busybox:1", "busybox@sha"], "sizeBytes": 4096}],
+                    "runtimeHandlers": [{"name": "runc", "features": {"recursiveReadOnlyMounts": true}}],
+                    "features": {"supplementalGroupsPolicy": false}
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn lease() {
+        let raw = e().msg(1, go_meta("node-1", "kube-node-lease")).msg(
+            2,
+            e().str(1, "")
+                .int(2, 40)
+                .msg(4, e().int(1, 1_700_000_000).int(2, 5_000))
+                .int(5, 0),
+        );
+        assert_eq!(
+            decode(&envelope("coordination.k8s.io/v1", "Lease", raw)).unwrap(),
+            json!({
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": "node-1", "namespace": "kube-node-lease"},
+                "spec": {
+                    "holderIdentity": "", "leaseDurationSeconds": 40,
+                    "renewTime": "2023-11-14T22:13:20.000005Z", "leaseTransitions": 0
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_skipped() {
+        let raw = e()
+            .msg(
+                1,
+                go_meta("cfg", "").str(99, "x").fixed32(100).fixed64(101).uint(102, 7),
+            )
+            .str(50, "future")
+            .fixed64(51)
+            .entry(2, "a", b"b");
+        let mut body = envelope("v1", "ConfigMap", raw);
+        body.extend(e().str(9, "envelope extension").0);
+        assert_eq!(
+            decode(&body).unwrap(),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"a": "b"}})
+        );
+    }
+
+    #[test]
+    fn packed_and_unpacked_lists() {
+        // No table field is a repeated number today; check the packed path on a synthetic schema.
+        const S: Schema = &[list(1, "xs", I64)];
+        let body = e().bytes(1, &e().varint(1).varint(0).varint(u64::MAX).0).uint(1, 5);
+        let m = decode_message(&body.0, S, 0).unwrap();
+        assert_eq!(Value::Object(m), json!({"xs": [1, 0, -1, 5]}));
+    }
+
+    #[test]
+    fn unknown_kind_is_refused() {
+        let err = decode(&envelope("apps/v1", "Deployment", e())).unwrap_err();
+        assert_eq!(err, "no protobuf decoding for apps/v1/Deployment");
+        let err = decode(b"k8s\0").unwrap_err();
+        assert_eq!(err, "no protobuf decoding for /");
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors() {
+        assert!(decode(b"").is_err());
+        assert!(decode(b"{\"kind\":\"Namespace\"}").is_err());
+        // Truncated varint, length past the end, overlong varint, group wire type, field number 0.
+        assert!(decode(b"k8s\0\x0a").is_err());
+        assert!(decode(b"k8s\0\x0a\x7f\x0a").is_err());
+        assert!(decode(b"k8s\0\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f").is_err());
+        assert!(decode(b"k8s\0\x0b").is_err());
+        assert!(decode(b"k8s\0\x00\x00").is_err());
+        // A length that does not fit in memory.
+        assert!(decode(b"k8s\0\x12\xff\xff\xff\xff\xff\xff\xff\xff\x7f").is_err());
+        // Not UTF-8, a wire type that does not fit the field, a compressed body.
+        assert!(decode(&envelope("v1", "ConfigMap", e().msg(1, e().bytes(1, &[0xff])))).is_err());
+        assert!(decode(&envelope("v1", "ConfigMap", e().uint(1, 3))).is_err());
+        assert!(decode(&envelope("v1", "ConfigMap", e().msg(1, e().str(7, "x")))).is_err());
+        let gz = [
+            b"k8s\0".as_slice(),
+            &e().msg(1, e().str(1, "v1").str(2, "ConfigMap")).str(3, "gzip").0,
+        ]
+        .concat();
+        assert!(decode(&gz).unwrap_err().contains("content encoding"));
+        // A time out of range.
+        let t = envelope("v1", "ConfigMap", e().msg(1, e().msg(8, e().int(1, i64::MAX))));
+        assert!(decode(&t).is_err());
+    }
+
+    #[test]
+    fn max_varint_is_accepted() {
+        let body = e().uint(1, u64::MAX);
+        let mut r = Reader::new(&body.0);
+        let (num, wire) = r.field().unwrap();
+        assert_eq!(num, 1);
+        assert!(matches!(wire, Wire::Varint(u64::MAX)));
+    }
+
+    #[test]
+    fn no_panics_on_arbitrary_bytes() {
+        // Every prefix and every single-byte corruption of real bodies, plus pseudo-random bytes.
+        for body in [
+            KUBECTL_NAMESPACE,
+            KUBECTL_CONFIGMAP,
+            KUBECTL_SECRET,
+            KUBECTL_SERVICE_ACCOUNT,
+        ] {
+            for n in 0..body.len() {
+                let _ = decode(&body[..n]);
+                for b in [0x00, 0x01, 0x02, 0x05, 0x0a, 0x7f, 0x80, 0xff] {
+                    let mut v = body.to_vec();
+                    v[n] = b;
+                    let _ = decode(&v);
+                }
+            }
+        }
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let mut v = b"k8s\0".to_vec();
+            v.extend(e().msg(1, e().str(1, "v1").str(2, "Node")).0);
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 64) as usize;
+            let mut raw = Vec::with_capacity(len);
+            for i in 0..len {
+                raw.push((state >> (i % 8 * 8)) as u8 ^ i as u8);
+            }
+            v.extend(e().bytes(2, &raw).0);
+            let _ = decode(&v);
+        }
+    }
+}
