@@ -1269,6 +1269,21 @@ mod tests {
         );
         assert_eq!(e.to_string(), "invalid patch format of retainKeys");
         assert_eq!(e.code(), 400);
+        // apimachinery's "retainKeys map should clear defaulted field" and "retainKeys map deletes a field".
+        let out = smp(
+            "Widget",
+            json!({"m": {"value": "foo"}}),
+            json!({"m": {"$retainKeys": ["other"], "other": "bar"}}),
+        );
+        assert_eq!(out, json!({"m": {"other": "bar"}}));
+        let out = smp(
+            "Widget",
+            json!({"m": {"name": "foo", "value": "bar"}}),
+            json!({"m": {"$retainKeys": ["name"], "value": null}}),
+        );
+        assert_eq!(out, json!({"m": {"name": "foo"}}));
+        let e = smp_err("Widget", json!({"m": {}}), json!({"m": {"$retainKeys": "name"}}));
+        assert_eq!(e.to_string(), "invalid patch format of retainKeys");
     }
 
     #[test]
@@ -1495,6 +1510,129 @@ mod tests {
         assert_eq!(e.code(), 422);
         assert!(e.to_string().contains("omits key field \"name\""), "{e}");
         assert_eq!(apply_patch_merge("Pod", &pod(), &json!([])).unwrap_err().code(), 400);
+    }
+
+    /// Cases from apimachinery's strategic merge tests (`customStrategicMergePatchRawTestCases` and the
+    /// "preserve order" three-way cases), with `mergingList` played by a Pod's containers (merge key `name`),
+    /// `mergingIntList` by its finalizers (a merged scalar list) and `nonMergingIntList` by an atomic list.
+    #[test]
+    fn apimachinery_cases() {
+        fn list(names_values: &[(&str, &[(&str, &str)])]) -> Value {
+            Value::Array(
+                names_values
+                    .iter()
+                    .map(|(n, fields)| {
+                        let mut m = Map::new();
+                        m.insert("name".into(), json!(n));
+                        for (k, v) in fields.iter() {
+                            m.insert(k.to_string(), json!(v));
+                        }
+                        Value::Object(m)
+                    })
+                    .collect(),
+            )
+        }
+        let containers = |l: Value| json!({"spec": {"containers": l}});
+        let order = |names: &[&str]| Value::Array(names.iter().map(|n| json!({"name": n})).collect());
+
+        // $setElementOrder contains an item that is not in the list.
+        let out = smp(
+            "Pod",
+            containers(list(&[("1", &[]), ("3", &[])])),
+            json!({"spec": {"$setElementOrder/containers": order(&["3", "2", "1"]),
+                            "containers": list(&[("3", &[("value", "3")]), ("1", &[("value", "1")])])}}),
+        );
+        assert_eq!(
+            out,
+            containers(list(&[("3", &[("value", "3")]), ("1", &[("value", "1")])]))
+        );
+        let out = smp(
+            "Pod",
+            json!({"metadata": {"finalizers": ["1", "3"]}}),
+            json!({"metadata": {"$setElementOrder/finalizers": ["3", "2", "1"]}}),
+        );
+        assert_eq!(out, json!({"metadata": {"finalizers": ["3", "1"]}}));
+        // The order and the patch list must agree.
+        let e = smp_err(
+            "Pod",
+            json!({"metadata": {"finalizers": ["1", "3", "2"]}}),
+            json!({"metadata": {"$setElementOrder/finalizers": ["1", "2", "3"], "finalizers": ["3", "1"]}}),
+        );
+        assert!(e.to_string().contains("doesn't match"), "{e}");
+        // $deleteFromPrimitiveList of a missing item, on a null list, on a missing list, on an atomic list.
+        let f = |v: Value| json!({"metadata": {"finalizers": v}});
+        let del = |v: Value| json!({"metadata": {"$deleteFromPrimitiveList/finalizers": v}});
+        assert_eq!(
+            smp("Pod", f(json!(["1", "2"])), del(json!(["3"]))),
+            f(json!(["1", "2"]))
+        );
+        assert_eq!(smp("Pod", f(Value::Null), del(json!(["3"]))), f(Value::Null));
+        assert_eq!(
+            smp("Pod", json!({"metadata": {}}), del(json!(["3"]))),
+            json!({"metadata": {}})
+        );
+        assert_eq!(
+            smp("Pod", f(json!(["1", "2", "3"])), del(json!(["2"]))),
+            f(json!(["1", "3"]))
+        );
+        assert_eq!(
+            smp(
+                "Widget",
+                json!({"nonMergingIntList": [1, 2, 3]}),
+                json!({"$deleteFromPrimitiveList/nonMergingIntList": [2]})
+            ),
+            json!({"nonMergingIntList": [1, 3]})
+        );
+
+        let current = list(&[
+            ("1", &[("other", "a")]),
+            ("2", &[("value", "2"), ("other", "b")]),
+            ("3", &[("value", "3")]),
+        ]);
+        // "delete an item in a list and preserve order".
+        let out = smp(
+            "Pod",
+            containers(current.clone()),
+            json!({"spec": {"$setElementOrder/containers": order(&["2", "1"]),
+                            "containers": [{"name": "3", "$patch": "delete"}]}}),
+        );
+        assert_eq!(
+            out,
+            containers(list(&[
+                ("2", &[("value", "2"), ("other", "b")]),
+                ("1", &[("other", "a")])
+            ]))
+        );
+        // "change an item in a list and preserve order".
+        let out = smp(
+            "Pod",
+            containers(current.clone()),
+            json!({"spec": {"$setElementOrder/containers": order(&["2", "3", "1"]),
+                            "containers": [{"name": "3", "value": "x"}]}}),
+        );
+        assert_eq!(
+            out,
+            containers(list(&[
+                ("2", &[("value", "2"), ("other", "b")]),
+                ("3", &[("value", "x")]),
+                ("1", &[("other", "a")])
+            ]))
+        );
+        // "add and delete an item in a list and preserve order".
+        let out = smp(
+            "Pod",
+            containers(current),
+            json!({"spec": {"$setElementOrder/containers": order(&["4", "2", "1"]),
+                            "containers": [{"name": "4", "value": "4"}, {"name": "3", "$patch": "delete"}]}}),
+        );
+        assert_eq!(
+            out,
+            containers(list(&[
+                ("4", &[("value", "4")]),
+                ("2", &[("value", "2"), ("other", "b")]),
+                ("1", &[("other", "a")])
+            ]))
+        );
     }
 
     #[test]
