@@ -762,6 +762,7 @@ fn bool_field(obj: &Value, path: &str) -> String {
 /// - core Event `source` is `source.component`; the events.k8s.io names (`regarding.*`, `reportingController`,
 ///   `deprecatedSource`) and the core ones (`involvedObject.*`, `reportingComponent`, `source`) are read from
 ///   whichever form the object is stored in;
+/// - a Namespace's legacy `name` label is `metadata.name`;
 /// - anything else is the dotted path, for strings, booleans and numbers.
 ///
 /// `None` means the object has no such field; selectors compare it as "".
@@ -769,6 +770,8 @@ pub fn field_value(obj: &Value, label: &str) -> Option<String> {
     let is_events_v1 = obj.get("regarding").is_some() || obj.get("reportingController").is_some();
     match label {
         "spec.hostNetwork" | "spec.unschedulable" => Some(bool_field(obj, label)),
+        // Namespaces keep the legacy `name` label beside `metadata.name`.
+        "name" if obj.get("kind").and_then(Value::as_str) == Some("Namespace") => dotted(obj, "metadata.name"),
         "status.podIP" => obj
             .pointer("/status/podIPs/0/ip")
             .and_then(scalar)
@@ -1212,7 +1215,9 @@ mod tests {
             field_value(&secret, "type").as_deref(),
             Some("kubernetes.io/service-account-token")
         );
-        let ns = json!({"metadata": {"name": "kube-system"}, "status": {"phase": "Terminating"}});
+        let ns = json!({"kind": "Namespace", "metadata": {"name": "kube-system"}, "status": {"phase": "Terminating"}});
+        assert_eq!(field_value(&ns, "name").as_deref(), Some("kube-system"));
+        assert_eq!(field_value(&secret, "name"), None);
         assert!(FieldSelector::parse("status.phase=Terminating")
             .unwrap()
             .matches(&|l| field_value(&ns, l)));
