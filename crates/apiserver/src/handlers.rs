@@ -1024,7 +1024,7 @@ async fn patch(
             "application/strategic-merge-patch+json" => peapod_api::patch::strategic_merge(info.kind, &old, &patch_doc),
             _ => peapod_api::patch::apply_patch_merge(info.kind, &old, &patch_doc),
         }
-        .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
+        .map_err(|e| ApiError::new(e.code(), e.reason(), e.to_string()))?;
         if !patched.is_object() {
             return Err(ApiError::bad_request("the patched object is not a JSON object"));
         }
