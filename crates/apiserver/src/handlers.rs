@@ -1371,26 +1371,22 @@ async fn binding(
     ))
 }
 
+/// The names of the containers listed at `pointer` (`/spec/containers`, `/spec/initContainers`).
+fn container_names(pod: &Value, pointer: &str) -> Vec<String> {
+    pod.pointer(pointer)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The container a log/exec request is for: the `container` parameter, or the only container.
 fn pick_container(pod: &Value, name: &str, q: &Query) -> Result<String, ApiError> {
-    let names: Vec<String> = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let init: Vec<String> = pod
-        .pointer("/spec/initContainers")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = container_names(pod, "/spec/containers");
+    let init = container_names(pod, "/spec/initContainers");
     match q.get("container").filter(|c| !c.is_empty()) {
         Some(c) if names.iter().chain(init.iter()).any(|n| n == c) => Ok(c.to_string()),
         Some(c) => Err(ApiError::bad_request(format!(
