@@ -537,33 +537,21 @@ fn validate_object_meta(meta: &ObjectMeta, namespaced: bool, rule: NameRule, pat
 fn validate_owner_references(meta: &ObjectMeta, path: &str, errs: &mut ErrorList) {
     for r in meta.owner_references.iter().flatten() {
         let version = r.api_version.rsplit('/').next().unwrap_or("");
-        if version.is_empty() {
-            errs.push(FieldError::invalid(
-                format!("{path}.apiVersion"),
-                quote(&r.api_version),
+        let required = [
+            (
+                "apiVersion",
+                &r.api_version,
+                version.is_empty(),
                 "version must not be empty",
-            ));
-        }
-        if r.kind.is_empty() {
-            errs.push(FieldError::invalid(
-                format!("{path}.kind"),
-                quote(&r.kind),
-                "must not be empty",
-            ));
-        }
-        if r.name.is_empty() {
-            errs.push(FieldError::invalid(
-                format!("{path}.name"),
-                quote(&r.name),
-                "must not be empty",
-            ));
-        }
-        if r.uid.is_empty() {
-            errs.push(FieldError::invalid(
-                format!("{path}.uid"),
-                quote(&r.uid),
-                "must not be empty",
-            ));
+            ),
+            ("kind", &r.kind, r.kind.is_empty(), "must not be empty"),
+            ("name", &r.name, r.name.is_empty(), "must not be empty"),
+            ("uid", &r.uid, r.uid.is_empty(), "must not be empty"),
+        ];
+        for (field, value, missing, detail) in required {
+            if missing {
+                errs.push(FieldError::invalid(format!("{path}.{field}"), quote(value), detail));
+            }
         }
     }
 }

@@ -268,12 +268,7 @@ impl Client {
         sender.ready().await.map_err(|e| rerr(e.to_string()))?;
         let resp = sender.send_request(req).await.map_err(|e| rerr(e.to_string()))?;
         let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| rerr(e.to_string()))?
-            .to_bytes();
+        let bytes = read_all(resp.into_body()).await.map_err(rerr)?;
         Ok((status, bytes))
     }
 
@@ -322,12 +317,7 @@ impl Client {
         let resp = sender.send_request(req).await.map_err(|e| rerr(e.to_string()))?;
         if !resp.status().is_success() {
             let code = resp.status().as_u16();
-            let bytes = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| rerr(e.to_string()))?
-                .to_bytes();
+            let bytes = read_all(resp.into_body()).await.map_err(rerr)?;
             let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             return Err(ClientError::Status {
                 method: "GET".into(),
@@ -341,6 +331,11 @@ impl Client {
             buf: Vec::new(),
         })
     }
+}
+
+/// Reads a whole reply body.
+async fn read_all(body: hyper::body::Incoming) -> Result<Bytes, String> {
+    Ok(body.collect().await.map_err(|e| e.to_string())?.to_bytes())
 }
 
 /// Events of a watch, one JSON value (`{"type":…,"object":…}`) at a time.

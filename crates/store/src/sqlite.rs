@@ -401,6 +401,24 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+
+    /// Creates `total` empty keys `<prefix>/NNNNN` from 8 threads at once.
+    fn create_from_8_threads(store: &Arc<SqliteStore>, prefix: &str, total: usize) {
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                let prefix = prefix.to_string();
+                std::thread::spawn(move || {
+                    for i in (t..total).step_by(8) {
+                        store.create(&format!("{prefix}/{i:05}"), vec![]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
     use crate::suite;
 
     /// A store in a temporary directory that lives as long as the store.
@@ -575,19 +593,7 @@ mod tests {
         let rt = runtime();
         let mut w = store.watch("/", 0).unwrap();
         let total = hub::WATCH_CHANNEL_CAPACITY + 100;
-        let threads: Vec<_> = (0..8)
-            .map(|t| {
-                let store = store.clone();
-                std::thread::spawn(move || {
-                    for i in (t..total).step_by(8) {
-                        store.create(&format!("/slow/{i:05}"), vec![]).unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
+        create_from_8_threads(&store, "/slow", total);
         let mut delivered = 0;
         let err = loop {
             match recv(&rt, &mut w) {
@@ -613,19 +619,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("db.sqlite")).unwrap());
         let total = 2000;
-        let threads: Vec<_> = (0..8)
-            .map(|t| {
-                let store = store.clone();
-                std::thread::spawn(move || {
-                    for i in (t..total).step_by(8) {
-                        store.create(&format!("/c/{i:05}"), vec![]).unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
+        create_from_8_threads(&store, "/c", total);
         let rt = runtime();
         let mut w = store.watch("/", 0).unwrap();
         // Let the replay fill the channel and block, then compact everything it has not read yet.
