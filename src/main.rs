@@ -1,6 +1,7 @@
 //! `peapod`: Kubernetes Pods in one binary. This file parses arguments and wires the crates together; nothing else.
 
 mod bench;
+mod image_cmd;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -24,6 +25,8 @@ enum Command {
         #[arg(long, default_value = "/var/lib/peapod")]
         data_dir: PathBuf,
     },
+    /// Manage the node's images: load, import, pull, ls, rm, inspect, prune.
+    Image(image_cmd::ImageArgs),
     /// Run a benchmark and print its figures.
     Bench {
         #[command(subcommand)]
@@ -117,6 +120,7 @@ fn main() -> Result<()> {
             print!("{text}");
             Ok(())
         }
+        Command::Image(args) => rt.block_on(image_cmd::run(args)),
         Command::Bench { which } => rt.block_on(bench::run(which)),
     }
 }
