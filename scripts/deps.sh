@@ -3,7 +3,9 @@
 # Both quick-start commands call it; it is a no-op when everything is present.
 set -euo pipefail
 need=()
-for pkg in openssl ca-certificates; do
+# openssl, ca-certificates: the API server's PKI. busybox-static, nginx-light: tests/images/build.sh builds the
+# offline test images from them. docker-registry, skopeo, apache2-utils (htpasswd): the registry tests.
+for pkg in openssl ca-certificates busybox-static nginx-light docker-registry skopeo apache2-utils; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v kubectl >/dev/null 2>&1 || need+=(kubectl)

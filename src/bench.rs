@@ -12,6 +12,17 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Subcommand)]
 pub enum Which {
+    /// The image store: load, unpack MB/s, registry pull, container-root preparation; beside Podman.
+    Image {
+        /// The nginx docker-archive (default: built by tests/images/build.sh).
+        #[arg(long)]
+        archive: Option<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Runs of the container-root figure.
+        #[arg(long, default_value_t = 200)]
+        root_runs: usize,
+    },
     /// The API server: creates/s, list latency (JSON and Table), watch fan-out delay, idle RSS.
     Api {
         /// Pods in the listed collection.
@@ -28,6 +39,11 @@ pub enum Which {
 
 pub async fn run(which: Which) -> Result<()> {
     match which {
+        Which::Image {
+            archive,
+            runs,
+            root_runs,
+        } => tokio::task::spawn_blocking(move || crate::bench_image::image(archive, runs, root_runs)).await?,
         Which::Api {
             pods,
             clients,

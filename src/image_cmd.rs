@@ -67,6 +67,18 @@ enum ImageCmd {
     },
     /// Remove every blob and snapshot no image or container uses.
     Prune,
+    /// Mount an image's root (overlay of its layers with a writable layer) at DIR/rootfs, for inspection.
+    Mount { image: String, dir: PathBuf },
+    /// Unmount what `mount` mounted at DIR and remove DIR's writable layer.
+    Unmount { dir: PathBuf },
+}
+
+fn mount_lease(dir: &Path) -> String {
+    let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    format!(
+        "mount-{}",
+        peapod_image::Digest::of(abs.as_os_str().as_encoded_bytes()).short()
+    )
 }
 
 pub async fn run(args: ImageArgs) -> Result<()> {
@@ -239,6 +251,19 @@ pub async fn run(args: ImageArgs) -> Result<()> {
                 }));
             }
             println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        ImageCmd::Mount { image, dir } => {
+            let img = store.get(&image)?;
+            let root = peapod_image::rootfs::prepare(&store, &img, &dir, &mount_lease(&dir))?;
+            println!("{}", root.rootfs.display());
+        }
+        ImageCmd::Unmount { dir } => {
+            let root = peapod_image::rootfs::Rootfs {
+                rootfs: dir.join("rootfs"),
+                lease: mount_lease(&dir),
+                dir,
+            };
+            peapod_image::rootfs::remove(&store, &root)?;
         }
         ImageCmd::Prune => {
             let r = store.gc()?;

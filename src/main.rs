@@ -1,6 +1,7 @@
 //! `peapod`: Kubernetes Pods in one binary. This file parses arguments and wires the crates together; nothing else.
 
 mod bench;
+mod bench_image;
 mod image_cmd;
 
 use anyhow::{bail, Context, Result};

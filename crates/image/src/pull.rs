@@ -82,7 +82,8 @@ pub struct Puller {
     config: RegistryConfig,
     insecure: Vec<String>,
     docker_config: Option<DockerConfig>,
-    clients: Mutex<HashMap<(String, bool), oci_client::Client>>,
+    /// One client per endpoint and credentials: oci-client remembers the first credentials it saw per registry.
+    clients: Mutex<HashMap<(String, bool, String), oci_client::Client>>,
     inflight: Mutex<HashMap<String, Inflight>>,
     /// Layers fetched at once per image.
     pub parallel_layers: usize,
@@ -178,9 +179,15 @@ impl Puller {
         Err(last)
     }
 
-    fn client(&self, ep: &Endpoint) -> Result<oci_client::Client, PullError> {
+    fn client(&self, ep: &Endpoint, auth: &RegistryAuth) -> Result<oci_client::Client, PullError> {
+        let who = match auth {
+            RegistryAuth::Anonymous => String::new(),
+            RegistryAuth::Basic(u, p) => format!("basic:{u}:{}", Digest::of(p.as_bytes())),
+            RegistryAuth::Bearer(t) => format!("bearer:{}", Digest::of(t.as_bytes())),
+        };
+        let key = (ep.host.clone(), ep.plain_http, who);
         let mut clients = self.clients.lock().map_err(|_| other("client table poisoned"))?;
-        if let Some(c) = clients.get(&(ep.host.clone(), ep.plain_http)) {
+        if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
         }
         let tls = self.config.tls(&ep.host);
@@ -209,7 +216,7 @@ impl Puller {
             ..Default::default()
         };
         let c = oci_client::Client::new(config);
-        clients.insert((ep.host.clone(), ep.plain_http), c.clone());
+        clients.insert(key, c.clone());
         Ok(c)
     }
 
@@ -237,8 +244,8 @@ impl Puller {
         secrets: &[DockerConfig],
         progress: Option<Arc<dyn Progress>>,
     ) -> Result<Image, PullError> {
-        let client = self.client(ep)?;
         let auth = self.auth_for(image, ep, secrets);
+        let client = self.client(ep, &auth)?;
         let name = image.full();
         let scheme = if ep.plain_http { "http" } else { "https" };
         let manifest_url = format!("{scheme}://{}/v2/{}/manifests/{}", ep.host, image.path, image.locator());

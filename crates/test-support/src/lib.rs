@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod registry;
+
 /// The result of one command.
 #[derive(Debug, Clone)]
 pub struct Out {
