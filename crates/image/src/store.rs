@@ -68,6 +68,9 @@ impl Image {
     }
 }
 
+/// Image names whose content no longer resolves, with why.
+pub type Unusable = Vec<(String, ImageError)>;
+
 /// What garbage collection removed.
 #[derive(Clone, Debug, Default)]
 pub struct GcReport {
@@ -386,7 +389,7 @@ impl ImageStore {
     }
 
     /// Every image, by name. Entries that no longer resolve are reported as errors in the second list.
-    pub fn list(&self) -> Result<(Vec<Image>, Vec<(String, ImageError)>), ImageError> {
+    pub fn list(&self) -> Result<(Vec<Image>, Unusable), ImageError> {
         let mut ok = Vec::new();
         let mut bad = Vec::new();
         for d in self.read_index()? {
