@@ -345,3 +345,28 @@ fn pull_with_basic_auth() {
     )
     .ok();
 }
+
+#[test]
+fn load_oci_archives_with_gzip_and_zstd_layers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    for (format, tag) in [("gzip", "gz"), ("zstd", "zst")] {
+        let oci = tmp.path().join(format!("busybox-{tag}.oci.tar"));
+        let out = Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-compress", "--dest-compress-format", format])
+            .arg(format!("docker-archive:{}", image("busybox-1.35.tar").display()))
+            .arg(format!("oci-archive:{}:example.com/tools/busybox:{tag}", oci.display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+        let loaded = peapod(&data, &["load", oci.to_str().unwrap()]).ok().stdout;
+        assert_eq!(loaded.trim(), format!("Loaded image: example.com/tools/busybox:{tag}"));
+        let name = format!("example.com/tools/busybox:{tag}");
+        let inspect: serde_json::Value = serde_json::from_str(&peapod(&data, &["inspect", &name]).ok().stdout).unwrap();
+        // The same image content whatever the compression: the diff IDs (uncompressed digests) are busybox's.
+        assert_eq!(inspect[0]["RootFS"]["Layers"].as_array().unwrap().len(), 1);
+        assert!(run_in(&data, &name, "ls /bin").lines().any(|l| l == "sh"));
+    }
+    // Both names share one snapshot: same diff ID, same chain ID.
+    assert_eq!(std::fs::read_dir(data.join("images/snapshots")).unwrap().count(), 1);
+}

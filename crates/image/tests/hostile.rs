@@ -354,6 +354,8 @@ fn safe_cases_land_inside_the_snapshot() {
         pax(&[
             ("SCHILY.xattr.trusted.overlay.redirect", b"/etc"),
             ("SCHILY.xattr.user.note", b"kept"),
+            ("uid", b"1234"),
+            ("gid", b"5678"),
         ]),
         file("xattrs", b"x"),
         symlink("lib", "/usr/lib"),
@@ -379,6 +381,10 @@ fn safe_cases_land_inside_the_snapshot() {
         rustix::fs::lgetxattr(fs.join("xattrs"), "trusted.overlay.redirect", &mut buf).is_err(),
         "trusted.* dropped"
     );
+    if rustix::process::geteuid().is_root() {
+        let md = std::fs::metadata(fs.join("xattrs")).unwrap();
+        assert_eq!((md.uid(), md.gid()), (1234, 5678), "ownership from the archive");
+    }
     let n = rustix::fs::lgetxattr(fs.join("xattrs"), "user.note", &mut buf).unwrap();
     assert_eq!(&buf[..n], b"kept");
     assert_eq!(
