@@ -73,6 +73,16 @@ enum ImageCmd {
     Unmount { dir: PathBuf },
 }
 
+/// A file, or stdin for `-`.
+fn open_input(path: &Path) -> Result<Box<dyn Read + Send>> {
+    if path == Path::new("-") {
+        return Ok(Box::new(std::io::stdin()));
+    }
+    Ok(Box::new(
+        std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?,
+    ))
+}
+
 fn mount_lease(dir: &Path) -> String {
     let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     format!(
@@ -91,11 +101,7 @@ pub async fn run(args: ImageArgs) -> Result<()> {
                 .ok_or_else(|| anyhow!("requires an archive file (or - for stdin)"))?;
             let store2 = store.clone();
             let loaded = tokio::task::spawn_blocking(move || -> Result<_> {
-                let reader: Box<dyn Read + Send> = if path == Path::new("-") {
-                    Box::new(std::io::stdin())
-                } else {
-                    Box::new(std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?)
-                };
+                let reader = open_input(&path)?;
                 Ok(peapod_image::archive::load(&store2, reader)?)
             })
             .await??;
@@ -110,11 +116,7 @@ pub async fn run(args: ImageArgs) -> Result<()> {
         ImageCmd::Import { file, name } => {
             let store2 = store.clone();
             let loaded = tokio::task::spawn_blocking(move || -> Result<_> {
-                let reader: Box<dyn Read + Send> = if file == Path::new("-") {
-                    Box::new(std::io::stdin())
-                } else {
-                    Box::new(std::fs::File::open(&file).with_context(|| format!("open {}", file.display()))?)
-                };
+                let reader = open_input(&file)?;
                 Ok(peapod_image::archive::import(&store2, reader, &name)?)
             })
             .await??;

@@ -161,25 +161,13 @@ fn load_locked(store: &ImageStore, reader: impl Read) -> Result<Loaded, ImageErr
                     ..Default::default()
                 });
             }
-            let manifest = Manifest {
-                schema_version: 2,
-                media_type: Some(oci::OCI_MANIFEST.into()),
-                config: Descriptor {
-                    media_type: oci::OCI_CONFIG.into(),
-                    digest: config_digest.to_string(),
-                    size: config_size,
-                    ..Default::default()
-                },
-                layers,
-            };
-            let bytes = serde_json::to_vec(&manifest).map_err(|e| ImageError::Invalid(e.to_string()))?;
-            let md = store.write_blob(&bytes)?;
-            let desc = Descriptor {
-                media_type: oci::OCI_MANIFEST.into(),
-                digest: md.to_string(),
-                size: bytes.len() as u64,
+            let config = Descriptor {
+                media_type: oci::OCI_CONFIG.into(),
+                digest: config_digest.to_string(),
+                size: config_size,
                 ..Default::default()
             };
+            let desc = write_manifest(store, config, layers)?;
             let tags = e.repo_tags.unwrap_or_default();
             if tags.is_empty() {
                 todo.push((config_digest.to_string(), desc.clone()));
@@ -296,36 +284,43 @@ fn import_locked(store: &ImageStore, reader: impl Read, name: &str) -> Result<Lo
     });
     let config_bytes = serde_json::to_vec(&config).map_err(|e| ImageError::Invalid(e.to_string()))?;
     let config_digest = store.write_blob(&config_bytes)?;
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: Some(oci::OCI_MANIFEST.into()),
-        config: Descriptor {
-            media_type: oci::OCI_CONFIG.into(),
-            digest: config_digest.to_string(),
-            size: config_bytes.len() as u64,
-            ..Default::default()
-        },
-        layers: vec![Descriptor {
-            media_type: layer_media_type(store, &layer)?,
-            digest: layer.to_string(),
-            size,
-            ..Default::default()
-        }],
-    };
-    let bytes = serde_json::to_vec(&manifest).map_err(|e| ImageError::Invalid(e.to_string()))?;
-    let md = store.write_blob(&bytes)?;
-    let desc = Descriptor {
-        media_type: oci::OCI_MANIFEST.into(),
-        digest: md.to_string(),
-        size: bytes.len() as u64,
+    let config = Descriptor {
+        media_type: oci::OCI_CONFIG.into(),
+        digest: config_digest.to_string(),
+        size: config_bytes.len() as u64,
         ..Default::default()
     };
+    let layer = Descriptor {
+        media_type: layer_media_type(store, &layer)?,
+        digest: layer.to_string(),
+        size,
+        ..Default::default()
+    };
+    let desc = write_manifest(store, config, vec![layer])?;
     let img = store.resolve(name, &desc)?;
     store.ensure_unpacked(&img)?;
     store.tag(name, &desc)?;
     Ok(Loaded {
         names: vec![name.to_string()],
         ids: vec![img.id],
+    })
+}
+
+/// Stores an OCI manifest of `config` and `layers`; returns its descriptor.
+fn write_manifest(store: &ImageStore, config: Descriptor, layers: Vec<Descriptor>) -> Result<Descriptor, ImageError> {
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(oci::OCI_MANIFEST.into()),
+        config,
+        layers,
+    };
+    let bytes = serde_json::to_vec(&manifest).map_err(|e| ImageError::Invalid(e.to_string()))?;
+    let digest = store.write_blob(&bytes)?;
+    Ok(Descriptor {
+        media_type: oci::OCI_MANIFEST.into(),
+        digest: digest.to_string(),
+        size: bytes.len() as u64,
+        ..Default::default()
     })
 }
 

@@ -365,17 +365,7 @@ impl Unpacker<'_> {
                 }
                 self.clear(dir, base, name)?;
                 rustix::fs::symlinkat(target, dir, base.as_str()).map_err(io_err(name))?;
-                if self.opts.chown {
-                    rustix::fs::chownat(
-                        dir,
-                        base.as_str(),
-                        Some(uid(meta.uid)),
-                        Some(gid(meta.gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(io_err(name))?;
-                }
-                set_times_at(dir, base, meta.mtime).map_err(io_err(name))?;
+                self.set_meta_at(dir, base, meta)?;
             }
             tar::EntryType::Link => {
                 let target = meta
@@ -432,17 +422,7 @@ impl Unpacker<'_> {
                     }
                     Err(e) => return Err(io_err(name)(e)),
                 }
-                if self.opts.chown {
-                    rustix::fs::chownat(
-                        dir,
-                        base.as_str(),
-                        Some(uid(meta.uid)),
-                        Some(gid(meta.gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(io_err(name))?;
-                }
-                set_times_at(dir, base, meta.mtime).map_err(io_err(name))?;
+                self.set_meta_at(dir, base, meta)?;
             }
             other => {
                 tracing::debug!(entry = name, kind = ?other, "skipping unsupported tar entry type");
@@ -536,6 +516,22 @@ impl Unpacker<'_> {
             cur = Some(next);
         }
         Ok(cur)
+    }
+
+    /// Ownership and times of an entry that cannot be opened (symlink, device node), never following it.
+    fn set_meta_at(&self, dir: &OwnedFd, base: &str, meta: &EntryMeta) -> Result<(), UnpackError> {
+        let name = meta.name.as_str();
+        if self.opts.chown {
+            rustix::fs::chownat(
+                dir,
+                base,
+                Some(uid(meta.uid)),
+                Some(gid(meta.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(io_err(name))?;
+        }
+        set_times_at(dir, base, meta.mtime).map_err(io_err(name))
     }
 
     fn set_meta_fd(&self, fd: &OwnedFd, meta: &EntryMeta) -> Result<(), UnpackError> {
