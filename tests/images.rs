@@ -303,7 +303,11 @@ fn pull_with_basic_auth() {
     // No credentials.
     let anon = peapod(data, &["pull", "--insecure-registry", &host, &r]);
     assert_ne!(anon.code, 0);
-    assert!(anon.stderr.contains("401 Unauthorized"), "{}", anon.stderr);
+    assert!(
+        anon.stderr.contains("authorization failed: no basic auth credentials"),
+        "{}",
+        anon.stderr
+    );
 
     // A wrong password in registries.yaml.
     let wrong = write(

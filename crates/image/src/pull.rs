@@ -31,6 +31,8 @@ pub enum PullErrorKind {
     NotFound,
     Unauthorized,
     Unreachable,
+    /// The registry did not answer in time (containerd: `DeadlineExceeded`).
+    Timeout,
     Other,
 }
 
@@ -47,13 +49,18 @@ impl PullError {
     pub fn grpc_code(&self) -> &'static str {
         match self.kind {
             PullErrorKind::NotFound => "NotFound",
+            PullErrorKind::Timeout => "DeadlineExceeded",
             _ => "Unknown",
         }
     }
 
-    /// The error text a kubelet shows after `Failed to pull image "x": `.
+    /// The error text a kubelet shows after `Failed to pull image "x": `. Since Kubernetes 1.28 the CRI client
+    /// strips the gRPC wrapper from `Unknown` errors, so only NotFound and DeadlineExceeded keep `rpc error: …`.
     pub fn cri_message(&self) -> String {
-        format!("rpc error: code = {} desc = {}", self.grpc_code(), self.message)
+        match self.grpc_code() {
+            "Unknown" => self.message.clone(),
+            code => format!("rpc error: code = {code} desc = {}", self.message),
+        }
     }
 }
 
@@ -246,6 +253,7 @@ impl Puller {
     ) -> Result<Image, PullError> {
         let auth = self.auth_for(image, ep, secrets);
         let client = self.client(ep, &auth)?;
+        let anonymous = matches!(auth, RegistryAuth::Anonymous);
         let name = image.full();
         let scheme = if ep.plain_http { "http" } else { "https" };
         let manifest_url = format!("{scheme}://{}/v2/{}/manifests/{}", ep.host, image.path, image.locator());
@@ -253,7 +261,7 @@ impl Puller {
             Some(d) => oci_client::Reference::with_digest(ep.host.clone(), image.path.clone(), d.clone()),
             None => oci_client::Reference::with_tag(ep.host.clone(), image.path.clone(), image.locator()),
         };
-        let resolve_err = |e: OciDistributionError| classify(e, &name, true, &manifest_url, &ep.host);
+        let resolve_err = |e: OciDistributionError| classify(e, &name, true, &manifest_url, &ep.host, anonymous);
         let (top_bytes, top_digest) = client
             .pull_manifest_raw(&reference, &auth, &ACCEPT)
             .await
@@ -300,6 +308,7 @@ impl Puller {
                         false,
                         &format!("{scheme}://{}/v2/{}/manifests/{}", ep.host, image.path, d.digest),
                         &ep.host,
+                        anonymous,
                     )
                 })?;
                 if md != d.digest || Digest::of(&mb).as_str() != d.digest {
@@ -341,6 +350,7 @@ impl Puller {
                         false,
                         &blob_url(scheme, ep, image, &manifest.config.digest),
                         &ep.host,
+                        anonymous,
                     )
                 })?;
             if Digest::of(&buf) != config_digest {
@@ -422,7 +432,7 @@ impl Puller {
         let mut stream = client
             .pull_blob_stream(reference, &oci_descriptor(&layer))
             .await
-            .map_err(|e| classify(e, name, false, &url, &ep.host))?;
+            .map_err(|e| classify(e, name, false, &url, &ep.host, false))?;
         let (tmp, file) = self.store.temp_file().map_err(|e| fail(e.to_string()))?;
         let mut out = tokio::fs::File::from_std(file);
         let mut hasher = Hasher::default();
@@ -487,7 +497,7 @@ fn other(msg: &str) -> PullError {
 
 /// Turns an oci-client error into containerd's words. `resolving` is true while fetching the top manifest
 /// (containerd's "failed to resolve reference" stage).
-fn classify(e: OciDistributionError, name: &str, resolving: bool, url: &str, host: &str) -> PullError {
+fn classify(e: OciDistributionError, name: &str, resolving: bool, url: &str, host: &str, anonymous: bool) -> PullError {
     let stage = if resolving {
         format!("failed to pull and unpack image {name:?}: failed to resolve reference {name:?}")
     } else {
@@ -497,13 +507,21 @@ fn classify(e: OciDistributionError, name: &str, resolving: bool, url: &str, hos
         OciDistributionError::RequestError(re) => {
             let method = if resolving { "Head" } else { "Get" };
             (
-                PullErrorKind::Unreachable,
+                if re.is_timeout() {
+                    PullErrorKind::Timeout
+                } else {
+                    PullErrorKind::Unreachable
+                },
                 format!("failed to do request: {method} {url:?}: {}", dial_error(re, host)),
             )
         }
         OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => (
             PullErrorKind::Unauthorized,
-            if resolving {
+            if anonymous {
+                "pull access denied, repository does not exist or may require authorization: authorization failed: \
+                 no basic auth credentials"
+                    .to_string()
+            } else if resolving {
                 format!("unexpected status from HEAD request to {url}: 401 Unauthorized")
             } else {
                 format!("unexpected status from GET request to {url}: 401 Unauthorized")
@@ -564,4 +582,32 @@ fn dial_error(e: &reqwest::Error, host: &str) -> String {
         s = x.source();
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubelet_shows_the_grpc_wrapper_only_for_not_found_and_deadlines() {
+        let e = |kind| PullError {
+            kind,
+            message: "failed to pull and unpack image \"x\": m".into(),
+        };
+        assert_eq!(
+            e(PullErrorKind::NotFound).cri_message(),
+            "rpc error: code = NotFound desc = failed to pull and unpack image \"x\": m"
+        );
+        assert_eq!(
+            e(PullErrorKind::Timeout).cri_message(),
+            "rpc error: code = DeadlineExceeded desc = failed to pull and unpack image \"x\": m"
+        );
+        for k in [
+            PullErrorKind::Unauthorized,
+            PullErrorKind::Unreachable,
+            PullErrorKind::Other,
+        ] {
+            assert_eq!(e(k).cri_message(), "failed to pull and unpack image \"x\": m");
+        }
+    }
 }
