@@ -181,6 +181,7 @@ impl ImageStore {
                 hasher: Default::default(),
             }),
             tmp: path,
+            store: self.clone(),
         })
     }
 
@@ -431,11 +432,6 @@ impl ImageStore {
         Err(ImageError::NotFound(name_or_id.to_string()))
     }
 
-    /// Whether `name` (already a full reference) is present and resolvable.
-    pub fn contains(&self, name: &str) -> bool {
-        self.get(name).is_ok()
-    }
-
     /// Makes sure every layer of `image` is unpacked; returns the snapshot `fs` dirs, bottom layer first.
     pub fn ensure_unpacked(&self, image: &Image) -> Result<Vec<PathBuf>, ImageError> {
         let _guard = self.lock_shared()?;
@@ -680,6 +676,7 @@ pub(crate) fn remove_tree(path: &Path) {
 pub struct BlobWriter {
     out: Option<HashWriter<File>>,
     tmp: PathBuf,
+    store: ImageStore,
 }
 
 impl Write for BlobWriter {
@@ -708,18 +705,8 @@ impl BlobWriter {
         let len = w.hasher.len;
         let actual = w.hasher.clone().finish();
         drop(w.inner);
-        let store_root = self
-            .tmp
-            .parent()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let store = ImageStore {
-            root: store_root,
-            unpack: unpack::Options::default(),
-        };
         let tmp = std::mem::take(&mut self.tmp);
-        store.commit_temp(&tmp, &actual, len, expected, size)
+        self.store.commit_temp(&tmp, &actual, len, expected, size)
     }
 
     /// The digest and length of what was written so far.

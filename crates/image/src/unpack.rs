@@ -28,8 +28,8 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
+use crate::digest::HashReader;
 use rustix::fs::{AtFlags, Mode, OFlags};
-use sha2::{Digest as _, Sha256};
 
 /// Limits on what one layer may hold; the defaults are far above any real image.
 #[derive(Clone, Debug)]
@@ -118,18 +118,16 @@ fn io_err(path: &str) -> impl FnOnce(rustix::io::Errno) -> UnpackError + '_ {
     }
 }
 
-/// Reads through and hashes the uncompressed stream, enforcing the size limit.
-struct Hashing<R> {
+/// Fails the read that takes the uncompressed stream past the size limit.
+struct Limit<R> {
     inner: R,
-    hasher: Sha256,
     n: u64,
     max: u64,
 }
 
-impl<R: Read> Read for Hashing<R> {
+impl<R: Read> Read for Limit<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let k = self.inner.read(buf)?;
-        self.hasher.update(&buf[..k]);
         self.n += k as u64;
         if self.n > self.max {
             return Err(io::Error::other(TooLargeMarker));
@@ -182,12 +180,11 @@ pub fn unpack_layer(reader: impl Read, dest: &Path, lowers: &[&Path], opts: &Opt
         lower_fds.push(fd);
     }
     let stream = decompress(reader).map_err(UnpackError::Read)?;
-    let mut hashing = Hashing {
+    let mut hashing = HashReader::new(Limit {
         inner: stream,
-        hasher: Sha256::new(),
         n: 0,
         max: opts.limits.max_bytes,
-    };
+    });
     let mut stats = Stats::default();
     {
         let mut unpacker = Unpacker {
@@ -204,8 +201,8 @@ pub fn unpack_layer(reader: impl Read, dest: &Path, lowers: &[&Path], opts: &Opt
     }
     // The end-of-archive blocks and any padding belong to the diff ID too.
     io::copy(&mut hashing, &mut io::sink()).map_err(|e| map_too_large(UnpackError::Read(e), opts))?;
-    stats.tar_bytes = hashing.n;
-    stats.diff_id = format!("sha256:{}", hex::encode(hashing.hasher.finalize()));
+    stats.tar_bytes = hashing.hasher.len;
+    stats.diff_id = hashing.hasher.finish().to_string();
     Ok(stats)
 }
 
