@@ -11,6 +11,7 @@ pub mod defaults;
 pub mod duration;
 pub mod errors;
 pub mod patch;
+pub mod pod_status;
 pub mod quantity;
 pub mod resources;
 pub mod selectors;
