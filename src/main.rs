@@ -28,6 +28,18 @@ enum Command {
     },
     /// Manage the node's images: load, import, pull, ls, rm, inspect, prune.
     Image(image_cmd::ImageArgs),
+    /// Internal: the per-Pod shim the node agent starts. Never run by hand.
+    #[command(hide = true)]
+    Shim {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "runc")]
+        runtime: String,
+        #[arg(long, default_value = "/run/peapod/runc")]
+        runtime_root: String,
+        #[arg(long)]
+        hostname: String,
+    },
     /// Run a benchmark and print its figures.
     Bench {
         #[command(subcommand)]
@@ -49,6 +61,55 @@ struct ServerArgs {
     /// Do not start the local node agent.
     #[arg(long)]
     disable_agent: bool,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// This node's address (default: the source address of the host's default route).
+    #[arg(long)]
+    node_ip: Option<std::net::Ipv4Addr>,
+    /// The OCI runtime that runs containers (`runc`; `crun` where the host's cgroups suit it).
+    #[arg(long, default_value = "runc")]
+    oci_runtime: String,
+    /// Let Pods reach addresses outside the Pod and Service ranges (as Kubernetes does). `false` drops such
+    /// traffic at the node: no packet of a Pod leaves the machine.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pod_egress: bool,
+    /// Registry mirrors, credentials and TLS, in k3s' registries.yaml format.
+    #[arg(long)]
+    registry_config: Option<PathBuf>,
+    /// Registries reached over plain HTTP (host:port), besides mirror endpoints given as http://.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// Every Pod's addresses (not masqueraded between nodes).
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// This node's Pod range (default: the first /24 of --cluster-cidr).
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    /// The Service range.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cidr: String,
+    /// The cluster DNS address written into Pods' resolv.conf.
+    #[arg(long, default_value = "10.96.0.10")]
+    cluster_dns: std::net::Ipv4Addr,
+    /// The node bridge Pods attach to.
+    #[arg(long, default_value = "peapod0")]
+    bridge: String,
+    /// Shims and the OCI runtime's state.
+    #[arg(long, default_value = "/run/peapod")]
+    run_dir: PathBuf,
+    /// Container logs (CRI format), as the kubelet keeps them.
+    #[arg(long, default_value = "/var/log/pods")]
+    pod_log_dir: PathBuf,
+    /// The port of the node server the API server proxies logs to (the kubelet's 10250; 0 picks a free one).
+    #[arg(long, default_value_t = 10250)]
+    node_port: u16,
+    /// `pids.max` of each container; 0 = unlimited.
+    #[arg(long, default_value_t = 4096)]
+    pids_limit: i64,
+    /// The cgroup Pods are placed under.
+    #[arg(long, default_value = "peapod")]
+    cgroup_parent: String,
     /// Revisions of history kept for watches; older resourceVersions answer 410 Gone.
     #[arg(long, default_value_t = 10_000)]
     keep_revisions: i64,
@@ -86,8 +147,26 @@ async fn run_server(args: ServerArgs) -> Result<()> {
     let server = peapod_apiserver::start(config, store)
         .await
         .context("start the API server")?;
+    let client_config =
+        peapod_client::Config::from_kubeconfig(&server.kubeconfig).context("read the server's kubeconfig")?;
+    let scheduler_client = peapod_client::Client::connect(&client_config)
+        .await
+        .context("connect the scheduler")?;
+    tokio::spawn(async move {
+        if let Err(e) = peapod_scheduler::run(scheduler_client).await {
+            tracing::error!(error = %e, "scheduler stopped");
+        }
+    });
     if !args.disable_agent {
-        tracing::info!("no node agent yet: Pods stay Pending until a node joins");
+        let agent = agent_config(&args, &server)?;
+        let client = peapod_client::Client::connect(&client_config)
+            .await
+            .context("connect the node agent")?;
+        tokio::spawn(async move {
+            if let Err(e) = peapod_node::run(agent, client).await {
+                tracing::error!(error = %e, "node agent stopped");
+            }
+        });
     }
     // The line tests and scripts wait for; then how to point kubectl at the server.
     println!("Peapod API server ready at {}", server.url);
@@ -103,8 +182,78 @@ async fn run_server(args: ServerArgs) -> Result<()> {
     Ok(())
 }
 
+/// The node agent's configuration from the server's flags.
+fn agent_config(args: &ServerArgs, server: &peapod_apiserver::RunningServer) -> Result<peapod_node::AgentConfig> {
+    let node_name = match &args.node_name {
+        Some(n) => n.clone(),
+        None => peapod_apiserver::pki::hostname().context("read the host name")?.to_lowercase(),
+    };
+    let node_ip = args.node_ip.unwrap_or_else(peapod_node::agent::detect_node_ip);
+    let cluster_cidr: peapod_network::Ipv4Net =
+        args.cluster_cidr.parse().with_context(|| format!("--cluster-cidr {}", args.cluster_cidr))?;
+    let pod_cidr: peapod_network::Ipv4Net = match &args.pod_cidr {
+        Some(c) => c.parse().with_context(|| format!("--pod-cidr {c}"))?,
+        None => peapod_network::Ipv4Net::new(cluster_cidr.addr, 24.max(cluster_cidr.prefix))
+            .with_context(|| format!("a /24 of --cluster-cidr {}", args.cluster_cidr))?,
+    };
+    let service_cidr: peapod_network::Ipv4Net =
+        args.service_cidr.parse().with_context(|| format!("--service-cidr {}", args.service_cidr))?;
+    let registries = match &args.registry_config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
+            peapod_image::registry::RegistryConfig::parse(&text, &p.display().to_string())?
+        }
+        None => Default::default(),
+    };
+    let names = vec![node_name.clone(), node_ip.to_string(), "127.0.0.1".to_string()];
+    let creds = server.node_credentials(&names).context("issue the node server's certificate")?;
+    Ok(peapod_node::AgentConfig {
+        node_name,
+        node_ip,
+        data_dir: args.data_dir.clone(),
+        run_dir: args.run_dir.clone(),
+        pod_log_dir: args.pod_log_dir.clone(),
+        oci_runtime: args.oci_runtime.clone(),
+        exe: std::env::current_exe().context("find this binary")?,
+        network: peapod_network::NetworkConfig {
+            bridge: args.bridge.clone(),
+            pod_cidr,
+            cluster_cidr,
+            service_cidr,
+            egress: args.pod_egress,
+            state_dir: args.data_dir.join("network"),
+        },
+        registries,
+        insecure_registries: args.insecure_registries.clone(),
+        cluster_dns: args.cluster_dns,
+        cluster_domain: "cluster.local".into(),
+        cgroup_parent: args.cgroup_parent.clone(),
+        pids_limit: Some(args.pids_limit).filter(|p| *p > 0),
+        server_listen: std::net::SocketAddr::new(node_ip.into(), args.node_port),
+        server_cert_pem: creds.serving_cert_pem,
+        server_key_pem: creds.serving_key_pem,
+        client_ca_pem: creds.ca_pem,
+        max_pods: 110,
+    })
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The shim must start before any thread exists (it forks and unshares namespaces): no runtime, no tracing.
+    if let Command::Shim {
+        dir,
+        runtime,
+        runtime_root,
+        hostname,
+    } = cli.command
+    {
+        std::process::exit(peapod_runtime::shim::main(peapod_runtime::ShimArgs {
+            dir,
+            runtime,
+            runtime_root,
+            hostname,
+        }));
+    }
     init_tracing();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
@@ -123,5 +272,6 @@ fn main() -> Result<()> {
         }
         Command::Image(args) => rt.block_on(image_cmd::run(args)),
         Command::Bench { which } => rt.block_on(bench::run(which)),
+        Command::Shim { .. } => Ok(()),
     }
 }

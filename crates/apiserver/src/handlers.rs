@@ -5,6 +5,7 @@
 //! Every handler returns a finished reply; errors are `metav1.Status` bodies built in `peapod_api::errors`.
 
 use crate::auth::{Authenticator, User};
+use crate::node_proxy::{self, NodeProxy, PodLogOptions};
 use crate::registry::{resource_version, Object, Registry};
 use crate::response::{self, IncludeObject, Representation};
 use crate::route::{self, ResourceRoute, Route};
@@ -36,6 +37,8 @@ pub struct State {
     pub registry: Arc<Registry>,
     pub auth: Authenticator,
     pub ready: AtomicBool,
+    /// How `pods/log` reaches nodes; `None` when the server has no kubelet-client credentials.
+    pub node_proxy: Option<NodeProxy>,
 }
 
 impl State {
@@ -44,7 +47,14 @@ impl State {
             registry,
             auth,
             ready: AtomicBool::new(true),
+            node_proxy: None,
         }
+    }
+
+    /// Lets `pods/log` reach nodes through `proxy`.
+    pub fn with_node_proxy(mut self, proxy: NodeProxy) -> Self {
+        self.node_proxy = Some(proxy);
+        self
     }
 }
 
@@ -146,7 +156,7 @@ async fn resource(
             }
         }
         (Method::GET, true, None | Some("status")) => get(&state, &r, &q, rep),
-        (Method::GET, true, Some("log")) => logs(&state, &r, &q),
+        (Method::GET, true, Some("log")) => logs(&state, &r, &q).await,
         (Method::GET | Method::POST, true, Some("exec" | "attach" | "portforward")) => not_running(&state, &r),
         (Method::POST, false, None) => {
             let (headers, body) = read_body(req).await?;
@@ -1406,33 +1416,38 @@ fn pick_container(pod: &Value, name: &str, q: &Query) -> Result<String, ApiError
     }
 }
 
-/// `pods/log`. Until a node runs the Pod there is nothing to read: an unscheduled Pod gives an empty log, a
-/// scheduled one the kubelet's "waiting to start" message.
-fn logs(state: &State, r: &ResourceRoute, q: &Query) -> Result<Response<Body>, ApiError> {
+/// `pods/log`: the options are checked first (422/400, as kube-apiserver does before it reads the Pod), then the
+/// container is picked; an unscheduled Pod has an empty log; otherwise the node that runs the Pod is asked and its
+/// reply streamed back (see [`node_proxy`]).
+async fn logs(state: &State, r: &ResourceRoute, q: &Query) -> Result<Response<Body>, ApiError> {
     let name = r.name.clone().unwrap_or_default();
+    let opts = PodLogOptions::from_query(|k| q.get(k))?;
+    opts.validate(&name)?;
     let pr = ResourceRoute {
         subresource: None,
         ..r.clone()
     };
     let pod = get_current(state, &pr, &name)?;
     let container = pick_container(&pod, &name, q)?;
-    let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
-    if node.is_empty() {
+    let node_name = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+    if node_name.is_empty() {
         return Ok(response::raw_response(StatusCode::OK, "text/plain", Vec::new()));
     }
-    let reason = ["containerStatuses", "initContainerStatuses"]
-        .iter()
-        .filter_map(|f| pod.pointer(&format!("/status/{f}")).and_then(Value::as_array))
-        .flatten()
-        .find(|s| s.get("name").and_then(Value::as_str) == Some(container.as_str()))
-        .and_then(|s| s.pointer("/state/waiting/reason").and_then(Value::as_str))
-        .unwrap_or("ContainerCreating")
-        .to_string();
-    Err(ApiError::bad_request(format!(
-        "container {} in pod {} is waiting to start: {reason}",
-        errors::quote(&container),
-        errors::quote(&name)
-    )))
+    let nodes = resources::find("", "v1", "nodes").ok_or_else(|| ApiError::internal("nodes are not served"))?;
+    let node = state
+        .registry
+        .get(nodes, &nodes.key(None, node_name), node_name)?
+        .ok_or_else(|| ApiError::not_found("", "nodes", node_name))?;
+    // kube-apiserver returns this as a plain error: a 500 without a reason.
+    let (host, port) = node_proxy::kubelet_endpoint(&node).map_err(|m| ApiError::new(500, "", m))?;
+    let proxy = state
+        .node_proxy
+        .as_ref()
+        .ok_or_else(|| ApiError::internal("the API server has no credentials for reaching nodes"))?;
+    let namespace = r.namespace.as_deref().unwrap_or("default");
+    proxy
+        .container_logs(&host, port, namespace, &name, &container, &opts)
+        .await
 }
 
 /// exec/attach/portforward need a running container on a node.

@@ -7,13 +7,15 @@
 //!
 //! Module map: [`pki`] credentials on disk; [`serve`] TLS and HTTP connections; [`auth`] who is calling;
 //! [`route`] what a URL names; [`registry`] objects in the store; [`handlers`] the verbs; [`watch`] watch streams;
-//! [`discovery`] and [`openapi`] what kubectl asks before anything else; [`bootstrap`] the namespaces and service
+//! [`node_proxy`] `pods/log` from the node that runs the Pod; [`discovery`] and [`openapi`] what kubectl asks before
+//! anything else; [`bootstrap`] the namespaces and service
 //! accounts every cluster starts with and namespace deletion.
 
 pub mod auth;
 pub mod bootstrap;
 pub mod discovery;
 pub mod handlers;
+pub mod node_proxy;
 pub mod openapi;
 pub mod pki;
 pub mod protobuf;
@@ -81,9 +83,17 @@ pub struct RunningServer {
     pub url: String,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    /// The cluster's credentials, kept to issue node serving certificates.
+    pki: Arc<pki::Pki>,
 }
 
 impl RunningServer {
+    /// Credentials for an in-process node agent's server: the cluster CA (to trust the API server's kubelet-client
+    /// certificate) and a serving certificate for `names` (the addresses the Node object will publish).
+    pub fn node_credentials(&self, names: &[String]) -> Result<pki::NodeCredentials, ServerError> {
+        self.pki.node_credentials(names)
+    }
+
     /// Stops accepting connections and waits for the accept loop to end.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
@@ -120,7 +130,11 @@ pub async fn start(config: Config, store: Arc<dyn peapod_store::Store>) -> Resul
     let registry = Arc::new(registry::Registry::new(store));
     bootstrap::ensure_initial_objects(&registry).await?;
     let auth = auth::Authenticator::new(pki.admin_token.clone());
-    let state = Arc::new(handlers::State::new(registry, auth));
+    // The identity the API server shows node servers when it proxies to them (kube-apiserver's
+    // `--kubelet-client-certificate`); issued afresh at each start, never written to disk.
+    let (kubelet_cert, kubelet_key) = pki.issue_client_cert("kube-apiserver-kubelet-client", &["system:masters"])?;
+    let node_proxy = node_proxy::NodeProxy::new(&pki.ca_pem, &kubelet_cert, &kubelet_key);
+    let state = Arc::new(handlers::State::new(registry, auth).with_node_proxy(node_proxy));
     bootstrap::spawn_controllers(state.clone(), config.keep_revisions, config.compaction_interval);
 
     let tls = serve::tls_config(&pki)?;
@@ -133,5 +147,6 @@ pub async fn start(config: Config, store: Arc<dyn peapod_store::Store>) -> Resul
         url,
         shutdown: tx,
         task,
+        pki: Arc::new(pki),
     })
 }

@@ -1,4 +1,5 @@
-//! The cluster's credentials on disk: the CA, the serving certificate, the admin token and the kubeconfig.
+//! The cluster's credentials on disk: the CA, the serving certificate, the admin token and the kubeconfig; and the
+//! certificates the CA issues in memory (node serving certificates, client certificates).
 //!
 //! Owns `<data-dir>/pki/` and `<data-dir>/kubeconfig.yaml`. Created on first start and reused afterwards; the serving
 //! certificate is re-issued (by the same CA) when the names it must cover change, so clients keep trusting the
@@ -112,6 +113,41 @@ fn ca_params() -> Result<CertificateParams, ServerError> {
     Ok(params)
 }
 
+/// Issues a serving certificate (server auth) for `names` (IP addresses become IP SANs, the rest DNS SANs), signed
+/// by the CA. Returns (certificate PEM, key PEM).
+fn sign_serving_cert(ca_pem: &str, ca_key_pem: &str, cn: &str, names: &[String]) -> Result<(String, String), ServerError> {
+    let key = KeyPair::generate().map_err(tls_err("generate serving key"))?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(tls_err("serving parameters"))?;
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.subject_alt_names = names
+        .iter()
+        .map(|n| match n.parse::<IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => n.clone().try_into().map(SanType::DnsName),
+        })
+        .collect::<Result<_, _>>()
+        .map_err(tls_err("serving names"))?;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2124, 1, 1);
+    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(tls_err("read CA key"))?;
+    let issuer = Issuer::from_ca_cert_pem(ca_pem, ca_key).map_err(tls_err("read CA certificate"))?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(tls_err("sign serving certificate"))?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// What a node agent needs to serve the API server (its `:10250`): the cluster CA, which signs the API server's
+/// kubelet-client certificate and which the API server trusts for nodes, and a serving certificate for the node.
+#[derive(Debug, Clone)]
+pub struct NodeCredentials {
+    pub ca_pem: String,
+    pub serving_cert_pem: String,
+    pub serving_key_pem: String,
+}
+
 impl Pki {
     /// Loads the credentials under `data_dir`, creating whatever is missing, and makes sure the serving certificate
     /// covers `names`.
@@ -142,27 +178,7 @@ impl Pki {
         ) {
             (Some(c), Some(k), true) => (c, k),
             _ => {
-                let key = KeyPair::generate().map_err(tls_err("generate serving key"))?;
-                let mut params = CertificateParams::new(Vec::<String>::new()).map_err(tls_err("serving parameters"))?;
-                params.distinguished_name.push(DnType::CommonName, "peapod-apiserver");
-                params.subject_alt_names = names
-                    .iter()
-                    .map(|n| match n.parse::<IpAddr>() {
-                        Ok(ip) => Ok(SanType::IpAddress(ip)),
-                        Err(_) => n.clone().try_into().map(SanType::DnsName),
-                    })
-                    .collect::<Result<_, _>>()
-                    .map_err(tls_err("serving names"))?;
-                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-                params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-                params.not_before = rcgen::date_time_ymd(2024, 1, 1);
-                params.not_after = rcgen::date_time_ymd(2124, 1, 1);
-                let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(tls_err("read CA key"))?;
-                let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(tls_err("read CA certificate"))?;
-                let cert = params
-                    .signed_by(&key, &issuer)
-                    .map_err(tls_err("sign serving certificate"))?;
-                let (c, k) = (cert.pem(), key.serialize_pem());
+                let (c, k) = sign_serving_cert(&ca_pem, &ca_key_pem, "peapod-apiserver", names)?;
                 write_private(&dir.join("server.key"), k.as_bytes(), 0o600)?;
                 write_private(&dir.join("server.crt"), c.as_bytes(), 0o644)?;
                 write_private(&dir.join("server.names"), wanted.as_bytes(), 0o644)?;
@@ -186,6 +202,22 @@ impl Pki {
             admin_token,
             dir,
             ca_key_pem,
+        })
+    }
+
+    /// Issues a serving certificate for a node server covering `names` (IP addresses and DNS names), signed by the
+    /// CA. Returns (certificate PEM, key PEM).
+    pub fn issue_serving_cert(&self, names: &[String]) -> Result<(String, String), ServerError> {
+        sign_serving_cert(&self.ca_pem, &self.ca_key_pem, "peapod-node", names)
+    }
+
+    /// A node's credentials: a fresh serving certificate for `names` and the CA.
+    pub fn node_credentials(&self, names: &[String]) -> Result<NodeCredentials, ServerError> {
+        let (serving_cert_pem, serving_key_pem) = self.issue_serving_cert(names)?;
+        Ok(NodeCredentials {
+            ca_pem: self.ca_pem.clone(),
+            serving_cert_pem,
+            serving_key_pem,
         })
     }
 

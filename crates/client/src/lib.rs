@@ -17,6 +17,8 @@ use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
 
+pub mod events;
+
 /// Errors of the client. Each says what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -303,6 +305,32 @@ impl Client {
         self.send(Method::DELETE, path, None).await
     }
 
+    /// PATCHes `path` with `body`, sent with the Content-Type of `patch_type`; a non-2xx reply is
+    /// [`ClientError::Status`].
+    pub async fn patch(&self, path: &str, patch_type: PatchType, body: &Value) -> Result<Value, ClientError> {
+        let (status, bytes) = self
+            .send_raw(
+                Method::PATCH,
+                path,
+                Some(body),
+                patch_type.content_type(),
+                "application/json",
+            )
+            .await?;
+        let v: Value =
+            serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        if status.is_success() {
+            Ok(v)
+        } else {
+            Err(ClientError::Status {
+                method: "PATCH".into(),
+                path: path.to_string(),
+                code: status.as_u16(),
+                body: v,
+            })
+        }
+    }
+
     /// Opens a watch (`path` must carry `watch=true`) and returns its events as they arrive.
     pub async fn watch(&self, path: &str) -> Result<WatchStream, ClientError> {
         let method = Method::GET;
@@ -330,6 +358,44 @@ impl Client {
             body: resp.into_body(),
             buf: Vec::new(),
         })
+    }
+
+    /// Sends a GET and hands back the status and the reply body unread, whatever the status, for replies that
+    /// stream (container logs proxied from a node).
+    pub async fn stream_get(&self, path: &str) -> Result<(StatusCode, hyper::body::Incoming), ClientError> {
+        let rerr = |m: String| ClientError::Request {
+            method: "GET".into(),
+            path: path.to_string(),
+            message: m,
+        };
+        let req = self.build(&Method::GET, path, None, "application/json", "*/*")?;
+        let mut sender = self.sender.clone();
+        sender.ready().await.map_err(|e| rerr(e.to_string()))?;
+        let resp = sender.send_request(req).await.map_err(|e| rerr(e.to_string()))?;
+        Ok((resp.status(), resp.into_body()))
+    }
+}
+
+/// The three patch formats the API server accepts, each with its own Content-Type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    /// RFC 7386 JSON merge patch (`application/merge-patch+json`): maps merge, lists are replaced.
+    Merge,
+    /// Kubernetes' strategic merge patch (`application/strategic-merge-patch+json`): lists with a merge key
+    /// (conditions by `type`, containers by `name`) merge item by item.
+    StrategicMerge,
+    /// RFC 6902 JSON patch (`application/json-patch+json`): a list of operations.
+    Json,
+}
+
+impl PatchType {
+    /// The Content-Type header this patch is sent with.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            PatchType::Merge => "application/merge-patch+json",
+            PatchType::StrategicMerge => "application/strategic-merge-patch+json",
+            PatchType::Json => "application/json-patch+json",
+        }
     }
 }
 

@@ -52,10 +52,6 @@ pub const READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
-/// containerd's default `RLIMIT_NOFILE` is stripped on the CRI path, so containers inherit the runtime's; we set
-/// the value Kubernetes nodes commonly give (containerd's systemd unit: `LimitNOFILE=infinity` → 1048576).
-pub const NOFILE_LIMIT: u64 = 1_048_576;
-
 /// The user a container's process runs as.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProcessUser {
@@ -342,7 +338,8 @@ pub fn build_spec(c: &ContainerConfig) -> Value {
             "effective": caps,
             "permitted": caps,
         },
-        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": NOFILE_LIMIT, "soft": NOFILE_LIMIT}],
+        // No rlimits: the CRI path strips containerd's default RLIMIT_NOFILE, so containers inherit the limits
+        // the runtime (here the shim) runs with.
         "noNewPrivileges": c.no_new_privileges,
         "oomScoreAdj": c.oom_score_adj,
     });

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod node;
 pub mod registry;
 
 /// The result of one command.
@@ -61,6 +62,8 @@ pub struct Server {
     data: tempfile::TempDir,
     home: tempfile::TempDir,
     extra_args: Vec<String>,
+    /// Set for servers that run their node agent (see [`node`]).
+    pub node: Option<node::NodeSlot>,
 }
 
 impl Server {
@@ -78,21 +81,51 @@ impl Server {
             data: tempfile::tempdir().expect("data dir"),
             home: tempfile::tempdir().expect("home dir"),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            node: None,
+        };
+        s.spawn();
+        s
+    }
+
+    /// Starts a server with its node agent, isolated from other test servers on this machine (its own bridge,
+    /// Pod range, run, log and cgroup directories), Pod egress off, every registry pointed at a closed loopback
+    /// port, and the test images (`nginx:1.21`, `busybox:1.35`) loaded.
+    pub fn start_node(bin: &Path, extra: &[&str]) -> Self {
+        let data = tempfile::tempdir().expect("data dir");
+        let slot = node::NodeSlot::claim(data.path());
+        let images = crate::registry::test_images();
+        for archive in [images.join("busybox-1.35.tar"), images.join("nginx-1.21.tar")] {
+            let out = Command::new(bin)
+                .args(["image", "--data-dir"])
+                .arg(data.path())
+                .args(["load", "-i"])
+                .arg(&archive)
+                .output()
+                .expect("run peapod image load");
+            assert!(out.status.success(), "load {}: {}", archive.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        let mut s = Self {
+            bin: bin.to_path_buf(),
+            child: None,
+            port: free_port(),
+            data,
+            home: tempfile::tempdir().expect("home dir"),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            node: Some(slot),
         };
         s.spawn();
         s
     }
 
     fn spawn(&mut self) {
+        let node_args = match &self.node {
+            Some(n) => n.server_args(),
+            None => vec!["--disable-agent".to_string()],
+        };
         let mut child = Command::new(&self.bin)
-            .args([
-                "server",
-                "--disable-agent",
-                "--listen",
-                &format!("127.0.0.1:{}", self.port),
-                "--data-dir",
-            ])
+            .args(["server", "--listen", &format!("127.0.0.1:{}", self.port), "--data-dir"])
             .arg(self.data.path())
+            .args(&node_args)
             .args(&self.extra_args)
             .env(
                 "PEAPOD_LOG",
@@ -219,6 +252,9 @@ impl Drop for Server {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if let Some(n) = &self.node {
+            n.force_clean(self.data.path());
         }
     }
 }
