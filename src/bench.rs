@@ -10,6 +10,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+// Declared here rather than in main.rs, which belongs to others; the file is src/bench_pods.rs.
+#[path = "bench_pods.rs"]
+mod bench_pods;
+
 #[derive(clap::Subcommand)]
 pub enum Which {
     /// The image store: load, unpack MB/s, registry pull, container-root preparation; beside Podman.
@@ -22,6 +26,15 @@ pub enum Which {
         /// Runs of the container-root figure.
         #[arg(long, default_value_t = 200)]
         root_runs: usize,
+    },
+    /// Pods through the node agent: create → Running latency, memory per Pod; beside Podman's `kube play`.
+    Pods {
+        /// Pods created (one at a time) and kept running for the memory figure.
+        #[arg(long, default_value_t = 50)]
+        pods: usize,
+        /// The server's data dir (default: a fresh temporary one).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// The API server: creates/s, list latency (JSON and Table), watch fan-out delay, idle RSS.
     Api {
@@ -44,6 +57,7 @@ pub async fn run(which: Which) -> Result<()> {
             runs,
             root_runs,
         } => tokio::task::spawn_blocking(move || crate::bench_image::image(archive, runs, root_runs)).await?,
+        Which::Pods { pods, data_dir } => bench_pods::pods(pods, data_dir).await,
         Which::Api {
             pods,
             clients,

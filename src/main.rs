@@ -186,18 +186,24 @@ async fn run_server(args: ServerArgs) -> Result<()> {
 fn agent_config(args: &ServerArgs, server: &peapod_apiserver::RunningServer) -> Result<peapod_node::AgentConfig> {
     let node_name = match &args.node_name {
         Some(n) => n.clone(),
-        None => peapod_apiserver::pki::hostname().context("read the host name")?.to_lowercase(),
+        None => peapod_apiserver::pki::hostname()
+            .context("read the host name")?
+            .to_lowercase(),
     };
     let node_ip = args.node_ip.unwrap_or_else(peapod_node::agent::detect_node_ip);
-    let cluster_cidr: peapod_network::Ipv4Net =
-        args.cluster_cidr.parse().with_context(|| format!("--cluster-cidr {}", args.cluster_cidr))?;
+    let cluster_cidr: peapod_network::Ipv4Net = args
+        .cluster_cidr
+        .parse()
+        .with_context(|| format!("--cluster-cidr {}", args.cluster_cidr))?;
     let pod_cidr: peapod_network::Ipv4Net = match &args.pod_cidr {
         Some(c) => c.parse().with_context(|| format!("--pod-cidr {c}"))?,
         None => peapod_network::Ipv4Net::new(cluster_cidr.addr, 24.max(cluster_cidr.prefix))
             .with_context(|| format!("a /24 of --cluster-cidr {}", args.cluster_cidr))?,
     };
-    let service_cidr: peapod_network::Ipv4Net =
-        args.service_cidr.parse().with_context(|| format!("--service-cidr {}", args.service_cidr))?;
+    let service_cidr: peapod_network::Ipv4Net = args
+        .service_cidr
+        .parse()
+        .with_context(|| format!("--service-cidr {}", args.service_cidr))?;
     let registries = match &args.registry_config {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
@@ -206,7 +212,9 @@ fn agent_config(args: &ServerArgs, server: &peapod_apiserver::RunningServer) -> 
         None => Default::default(),
     };
     let names = vec![node_name.clone(), node_ip.to_string(), "127.0.0.1".to_string()];
-    let creds = server.node_credentials(&names).context("issue the node server's certificate")?;
+    let creds = server
+        .node_credentials(&names)
+        .context("issue the node server's certificate")?;
     Ok(peapod_node::AgentConfig {
         node_name,
         node_ip,

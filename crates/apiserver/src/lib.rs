@@ -8,8 +8,7 @@
 //! Module map: [`pki`] credentials on disk; [`serve`] TLS and HTTP connections; [`auth`] who is calling;
 //! [`route`] what a URL names; [`registry`] objects in the store; [`handlers`] the verbs; [`watch`] watch streams;
 //! [`node_proxy`] `pods/log` from the node that runs the Pod; [`discovery`] and [`openapi`] what kubectl asks before
-//! anything else; [`bootstrap`] the namespaces and service
-//! accounts every cluster starts with and namespace deletion.
+//! anything else; [`bootstrap`] the namespaces and service accounts every cluster starts with and namespace deletion.
 
 pub mod auth;
 pub mod bootstrap;

@@ -96,16 +96,22 @@ impl PodLogOptions {
             ));
         }
         if let Some(l) = self.limit_bytes.filter(|l| *l < 1) {
-            errs.push(FieldError::invalid("limitBytes", l.to_string(), "must be greater than 0"));
+            errs.push(FieldError::invalid(
+                "limitBytes",
+                l.to_string(),
+                "must be greater than 0",
+            ));
         }
         match (self.since_seconds, self.since_time) {
             (Some(_), Some(_)) => errs.push(FieldError::forbidden(
                 "",
                 "at most one of `sinceTime` or `sinceSeconds` may be specified",
             )),
-            (Some(s), None) if s < 1 => {
-                errs.push(FieldError::invalid("sinceSeconds", s.to_string(), "must be greater than 0"))
-            }
+            (Some(s), None) if s < 1 => errs.push(FieldError::invalid(
+                "sinceSeconds",
+                s.to_string(),
+                "must be greater than 0",
+            )),
             _ => {}
         }
         if errs.is_empty() {
@@ -158,7 +164,12 @@ pub fn kubelet_endpoint(node: &Value) -> Result<(String, u16), String> {
         .unwrap_or_default();
     let host = ADDRESS_PREFERENCE
         .iter()
-        .find_map(|t| addresses.iter().find(|(ty, a)| ty == t && !a.is_empty()).map(|(_, a)| *a))
+        .find_map(|t| {
+            addresses
+                .iter()
+                .find(|(ty, a)| ty == t && !a.is_empty())
+                .map(|(_, a)| *a)
+        })
         .ok_or_else(|| {
             let known: Vec<String> = addresses.iter().map(|(t, a)| format!("{{{t} {a}}}")).collect();
             format!("no preferred addresses found; known addresses: [{}]", known.join(" "))
@@ -346,7 +357,11 @@ impl NodeProxy {
         let (status, mut body) = self.get(&authority, &path).await.map_err(|why| {
             // Not a Status error in kube-apiserver either: a 500 with no reason, which kubectl prints as
             // `Error from server: Get "https://…": …`.
-            ApiError::new(500, "", format!("Get {}: {why}", quote(&format!("https://{authority}{path}"))))
+            ApiError::new(
+                500,
+                "",
+                format!("Get {}: {why}", quote(&format!("https://{authority}{path}"))),
+            )
         })?;
         if !status.is_success() {
             let mut text = Vec::new();
@@ -365,10 +380,8 @@ impl NodeProxy {
             return Err(node_error(status, &text, pod));
         }
         let mut resp = Response::new(Body::new(body));
-        resp.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("text/plain"),
-        );
+        resp.headers_mut()
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
         Ok(resp)
     }
 }
@@ -408,12 +421,17 @@ mod tests {
             "strconv.ParseInt: parsing \"99999999999999999999\": value out of range"
         );
         let e = opts("sinceTime=yesterday").unwrap_err();
-        assert!(e.message.starts_with("parsing time \"yesterday\" as \"2006-01-02T15:04:05Z07:00\": "));
+        assert!(e
+            .message
+            .starts_with("parsing time \"yesterday\" as \"2006-01-02T15:04:05Z07:00\": "));
     }
 
     #[test]
     fn validation_in_kubernetes_words() {
-        assert!(opts("tailLines=0&limitBytes=1&sinceSeconds=1").unwrap().validate("web").is_ok());
+        assert!(opts("tailLines=0&limitBytes=1&sinceSeconds=1")
+            .unwrap()
+            .validate("web")
+            .is_ok());
         let e = opts("tailLines=-1").unwrap().validate("web").unwrap_err();
         assert_eq!((e.code, e.reason), (422, "Invalid"));
         assert_eq!(
@@ -421,7 +439,10 @@ mod tests {
             "PodLogOptions \"web\" is invalid: tailLines: Invalid value: -1: must be greater than or equal to 0"
         );
         assert_eq!(e.details.as_ref().unwrap()["kind"], "PodLogOptions");
-        let e = opts("limitBytes=0&sinceSeconds=0").unwrap().validate("web").unwrap_err();
+        let e = opts("limitBytes=0&sinceSeconds=0")
+            .unwrap()
+            .validate("web")
+            .unwrap_err();
         assert_eq!(
             e.message,
             "PodLogOptions \"web\" is invalid: [limitBytes: Invalid value: 0: must be greater than 0, sinceSeconds: Invalid value: 0: must be greater than 0]"
@@ -455,14 +476,27 @@ mod tests {
 
     #[test]
     fn node_errors_as_kube_apiserver_maps_them() {
-        let e = node_error(StatusCode::BAD_REQUEST, b"container \"app\" in pod \"web\" is waiting to start: ContainerCreating", "web");
+        let e = node_error(
+            StatusCode::BAD_REQUEST,
+            b"container \"app\" in pod \"web\" is waiting to start: ContainerCreating",
+            "web",
+        );
         assert_eq!((e.code, e.reason), (400, "BadRequest"));
-        assert_eq!(e.message, "container \"app\" in pod \"web\" is waiting to start: ContainerCreating");
+        assert_eq!(
+            e.message,
+            "container \"app\" in pod \"web\" is waiting to start: ContainerCreating"
+        );
         let e = node_error(StatusCode::NOT_FOUND, b"pod \"web\" does not exist", "web");
         assert_eq!((e.code, e.reason), (404, "NotFound"));
-        assert_eq!(e.message, "the server could not find the requested resource ( pods/log web)");
+        assert_eq!(
+            e.message,
+            "the server could not find the requested resource ( pods/log web)"
+        );
         let e = node_error(StatusCode::INTERNAL_SERVER_ERROR, b"boom", "web");
-        assert_eq!((e.code, e.reason, e.message.as_str()), (500, "InternalError", "Internal error occurred: boom"));
+        assert_eq!(
+            (e.code, e.reason, e.message.as_str()),
+            (500, "InternalError", "Internal error occurred: boom")
+        );
         let e = node_error(StatusCode::FORBIDDEN, b"Forbidden (user=x)", "web");
         assert_eq!(e.message, "Forbidden (user=x) ( pods/log web)");
         let e = node_error(StatusCode::BAD_GATEWAY, b"bad", "web");
@@ -478,6 +512,9 @@ mod tests {
             dial_error("10.0.0.5:10250", "Connection refused (os error 111)"),
             "dial tcp 10.0.0.5:10250: connect: connection refused"
         );
-        assert_eq!(dial_error("h:1", "invalid peer certificate: UnknownIssuer"), "invalid peer certificate: UnknownIssuer");
+        assert_eq!(
+            dial_error("h:1", "invalid peer certificate: UnknownIssuer"),
+            "invalid peer certificate: UnknownIssuer"
+        );
     }
 }

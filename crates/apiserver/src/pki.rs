@@ -115,7 +115,12 @@ fn ca_params() -> Result<CertificateParams, ServerError> {
 
 /// Issues a serving certificate (server auth) for `names` (IP addresses become IP SANs, the rest DNS SANs), signed
 /// by the CA. Returns (certificate PEM, key PEM).
-fn sign_serving_cert(ca_pem: &str, ca_key_pem: &str, cn: &str, names: &[String]) -> Result<(String, String), ServerError> {
+fn sign_serving_cert(
+    ca_pem: &str,
+    ca_key_pem: &str,
+    cn: &str,
+    names: &[String],
+) -> Result<(String, String), ServerError> {
     let key = KeyPair::generate().map_err(tls_err("generate serving key"))?;
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(tls_err("serving parameters"))?;
     params.distinguished_name.push(DnType::CommonName, cn);

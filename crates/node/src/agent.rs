@@ -48,7 +48,10 @@ impl PodLogs for IndexedLogs {
         container: &str,
         previous: bool,
     ) -> Result<(PathBuf, watch::Receiver<bool>), LocateError> {
-        let index = self.0.lock().map_err(|_| LocateError::NotFound(format!("pod {name:?} does not exist")))?;
+        let index = self
+            .0
+            .lock()
+            .map_err(|_| LocateError::NotFound(format!("pod {name:?} does not exist")))?;
         let Some(entry) = index.get(&(namespace.to_string(), name.to_string())) else {
             return Err(LocateError::NotFound(format!(
                 "pod {name:?} cannot be found - no logs available"
@@ -143,7 +146,12 @@ pub async fn run(config: AgentConfig, client: Client) -> Result<(), NodeError> {
     .await
     .map_err(|e| NodeError::Server(e.to_string()))?;
     crate::node::register(&client, &config, &host, server_addr.port()).await?;
-    tokio::spawn(crate::node::heartbeat(client.clone(), config.clone(), host.clone(), server_addr.port()));
+    tokio::spawn(crate::node::heartbeat(
+        client.clone(),
+        config.clone(),
+        host.clone(),
+        server_addr.port(),
+    ));
     let recorder = peapod_client::events::EventRecorder::new(client.clone(), "kubelet", Some(&config.node_name));
     let ctx = Arc::new(AgentContext {
         memory_capacity: host.memory_bytes,
@@ -181,14 +189,21 @@ async fn watch_pods(ctx: Arc<AgentContext>) -> Result<(), NodeError> {
             }
         };
         retry = Duration::from_millis(250);
-        let mut rv = list.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("0").to_string();
+        let mut rv = list
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("0")
+            .to_string();
         let pods: Vec<Pod> = list
             .get("items")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|p| serde_json::from_value(p.clone()).ok()).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| serde_json::from_value(p.clone()).ok())
+                    .collect()
+            })
             .unwrap_or_default();
-        let live: std::collections::HashSet<String> =
-            pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        let live: std::collections::HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
         if first {
             first = false;
             cleanup_orphans(&ctx, &live).await;

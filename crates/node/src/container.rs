@@ -113,7 +113,11 @@ pub fn environment(
             match sources.secrets.get(&r.name) {
                 Some(s) => {
                     for (k, v) in s.data.iter().flatten() {
-                        set(&mut env, format!("{prefix}{k}"), String::from_utf8_lossy(&v.0).into_owned());
+                        set(
+                            &mut env,
+                            format!("{prefix}{k}"),
+                            String::from_utf8_lossy(&v.0).into_owned(),
+                        );
                     }
                 }
                 None if optional => {}
@@ -180,7 +184,10 @@ fn env_value(
             Some(s) => match s.data.as_ref().and_then(|d| d.get(&r.key)) {
                 Some(v) => Ok(Some(String::from_utf8_lossy(&v.0).into_owned())),
                 None if optional => Ok(None),
-                None => Err(ConfigError(format!("couldn't find key {} in Secret {ns}/{}", r.key, r.name))),
+                None => Err(ConfigError(format!(
+                    "couldn't find key {} in Secret {ns}/{}",
+                    r.key, r.name
+                ))),
             },
             None if optional => Ok(None),
             None => Err(ConfigError(format!("secret \"{}\" not found", r.name))),
@@ -299,7 +306,11 @@ pub fn process_user(pod: &Pod, c: &Container, image_user: &str, rootfs: &Path) -
 /// the root, so an image whose `/etc/passwd` links to the host's cannot make the agent read host files.
 fn read_in_root(rootfs: &Path, rel: &str) -> String {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
-    let Ok(root) = rustix::fs::open(rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else {
+    let Ok(root) = rustix::fs::open(
+        rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
         return String::new();
     };
     let Ok(fd) = rustix::fs::openat2(
@@ -341,7 +352,10 @@ fn group_entries(text: &str) -> impl Iterator<Item = (String, u32, Vec<String>)>
     })
 }
 
-fn quantity(map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, key: &str) -> Option<Quantity> {
+fn quantity(
+    map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    key: &str,
+) -> Option<Quantity> {
     map.and_then(|m| m.get(key)).and_then(|q| Quantity::parse(&q.0).ok())
 }
 
@@ -399,12 +413,19 @@ mod tests {
         let cmd = vec!["nginx".to_string(), "-g".to_string()];
         let env = vec![("NAME".to_string(), "x".to_string())];
         let c = container(serde_json::json!({"name": "a"}));
-        assert_eq!(command_line(&c, &ep, &cmd, &env), vec!["/docker-entrypoint.sh", "nginx", "-g"]);
+        assert_eq!(
+            command_line(&c, &ep, &cmd, &env),
+            vec!["/docker-entrypoint.sh", "nginx", "-g"]
+        );
         let c = container(serde_json::json!({"name": "a", "command": ["sh"]}));
         assert_eq!(command_line(&c, &ep, &cmd, &env), vec!["sh"]);
         let c = container(serde_json::json!({"name": "a", "args": ["echo $(NAME)"]}));
-        assert_eq!(command_line(&c, &ep, &cmd, &env), vec!["/docker-entrypoint.sh", "echo x"]);
-        let c = container(serde_json::json!({"name": "a", "command": ["sh", "-c"], "args": ["$(NAME) $$(NAME) $(NOPE)"]}));
+        assert_eq!(
+            command_line(&c, &ep, &cmd, &env),
+            vec!["/docker-entrypoint.sh", "echo x"]
+        );
+        let c =
+            container(serde_json::json!({"name": "a", "command": ["sh", "-c"], "args": ["$(NAME) $$(NAME) $(NOPE)"]}));
         assert_eq!(command_line(&c, &ep, &cmd, &env), vec!["sh", "-c", "x $(NAME) $(NOPE)"]);
     }
 
@@ -430,14 +451,24 @@ mod tests {
             serde_json::from_value(serde_json::json!({"metadata": {"name": "cm"}, "data": {"k": "v"}})).unwrap(),
         );
         let facts = crate::volumes::PodFacts::default();
-        let env = environment(&pod, &c, &["PATH=/bin".into(), "GREETING=old".into()], &sources, &facts, "p").unwrap();
+        let env = environment(
+            &pod,
+            &c,
+            &["PATH=/bin".into(), "GREETING=old".into()],
+            &sources,
+            &facts,
+            "p",
+        )
+        .unwrap();
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(get("PATH").as_deref(), Some("/bin"));
         assert_eq!(get("GREETING").as_deref(), Some("hi v"));
         assert_eq!(get("POD").as_deref(), Some("p"));
         assert_eq!(get("MISSING"), None);
         assert_eq!(get("HOSTNAME").as_deref(), Some("p"));
-        let c2 = container(serde_json::json!({"name": "a", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}));
+        let c2 = container(
+            serde_json::json!({"name": "a", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}),
+        );
         let err = environment(&pod, &c2, &[], &sources, &facts, "p").unwrap_err();
         assert_eq!(err.0, "secret \"s\" not found");
     }
@@ -446,9 +477,16 @@ mod tests {
     fn users_resolve_inside_the_root_only() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("etc")).unwrap();
-        std::fs::write(d.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nnginx:x:101:101::/:/bin/false\n").unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nnginx:x:101:101::/:/bin/false\n",
+        )
+        .unwrap();
         std::fs::write(d.path().join("etc/group"), "root:x:0:\nnginx:x:101:\nwww:x:33:nginx\n").unwrap();
-        let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}})).unwrap();
+        let pod: Pod = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}}),
+        )
+        .unwrap();
         let c = container(serde_json::json!({"name": "a"}));
         let u = process_user(&pod, &c, "nginx", d.path()).unwrap();
         assert_eq!((u.uid, u.gid, u.additional_gids.clone()), (101, 101, vec![33]));
@@ -471,7 +509,10 @@ mod tests {
         assert_eq!(oom_score_adj("Guaranteed", &c, 4 << 30), -997);
         assert_eq!(oom_score_adj("BestEffort", &c, 4 << 30), 1000);
         assert_eq!(oom_score_adj("Burstable", &c, 4 << 30), 750);
-        let r = resources(&container(serde_json::json!({"name": "a", "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}}})), Some(10));
+        let r = resources(
+            &container(serde_json::json!({"name": "a", "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}}})),
+            Some(10),
+        );
         assert_eq!(r.cpu_quota, Some(50_000));
         assert_eq!(r.cpu_shares, Some(512));
         assert_eq!(r.memory_limit, Some(64 << 20));

@@ -43,7 +43,10 @@ pub async fn pull_secrets(ctx: &AgentContext, pod: &Pod) -> Vec<DockerConfig> {
         let path = format!("/api/v1/namespaces/{ns}/secrets/{}", s.name);
         let Ok(v) = ctx.client.get(&path).await else { continue };
         for key in [".dockerconfigjson", ".dockercfg"] {
-            let Some(b64) = v.pointer(&format!("/data/{}", key.replace('/', "~1"))).and_then(|x| x.as_str()) else {
+            let Some(b64) = v
+                .pointer(&format!("/data/{}", key.replace('/', "~1")))
+                .and_then(|x| x.as_str())
+            else {
                 continue;
             };
             use base64::Engine;
@@ -112,15 +115,21 @@ pub async fn ensure_image(
     }
     let now = Timestamp::now();
     if state.retry_in(&image, now).is_some() {
-        rec.record(&obj, "Normal", "BackOff", &peapod_api::pod_status::image_pull_back_off_message(&image))
-            .await;
+        rec.record(
+            &obj,
+            "Normal",
+            "BackOff",
+            &peapod_api::pod_status::image_pull_back_off_message(&image),
+        )
+        .await;
         let last = state.last_error.get(&image).cloned().unwrap_or_default();
         return Err(ImageWait {
             reason: "ImagePullBackOff",
             message: format!("Back-off pulling image {image:?}: ErrImagePull: {last}"),
         });
     }
-    rec.record(&obj, "Normal", "Pulling", &format!("Pulling image {image:?}")).await;
+    rec.record(&obj, "Normal", "Pulling", &format!("Pulling image {image:?}"))
+        .await;
     let started = std::time::Instant::now();
     match ctx.puller.pull(&r, secrets, None).await {
         Ok(img) => {
@@ -138,8 +147,13 @@ pub async fn ensure_image(
         }
         Err(e) => {
             let msg = e.cri_message();
-            rec.record(&obj, "Warning", "Failed", &format!("Failed to pull image {image:?}: {msg}"))
-                .await;
+            rec.record(
+                &obj,
+                "Warning",
+                "Failed",
+                &format!("Failed to pull image {image:?}: {msg}"),
+            )
+            .await;
             state
                 .backoff
                 .entry(image.clone())

@@ -56,7 +56,11 @@ impl HostFacts {
                     .map(|v| v.trim_matches('"').to_string())
             })
             .unwrap_or_else(|| "Linux".into());
-        let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        };
         HostFacts {
             cpus,
             memory_bytes,

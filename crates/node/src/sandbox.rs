@@ -59,11 +59,21 @@ impl PodPaths {
 /// The hostname of a Pod: `spec.hostname` or its name, at most 63 characters.
 pub fn pod_hostname(name: &str, hostname: Option<&str>) -> String {
     let h = hostname.filter(|h| !h.is_empty()).unwrap_or(name);
-    h.chars().take(63).collect::<String>().trim_end_matches(['-', '.']).to_string()
+    h.chars()
+        .take(63)
+        .collect::<String>()
+        .trim_end_matches(['-', '.'])
+        .to_string()
 }
 
 /// The kubelet's managed `/etc/hosts` (`managedHostsFileContent`).
-pub fn hosts_file(ip: Option<Ipv4Addr>, hostname: &str, subdomain: Option<&str>, namespace: &str, domain: &str) -> String {
+pub fn hosts_file(
+    ip: Option<Ipv4Addr>,
+    hostname: &str,
+    subdomain: Option<&str>,
+    namespace: &str,
+    domain: &str,
+) -> String {
     let mut s = String::from("# Kubernetes-managed hosts file.\n");
     s.push_str("127.0.0.1\tlocalhost\n");
     s.push_str("::1\tlocalhost ip6-localhost ip6-loopback\n");
@@ -73,7 +83,9 @@ pub fn hosts_file(ip: Option<Ipv4Addr>, hostname: &str, subdomain: Option<&str>,
     s.push_str("fe00::2\tip6-allrouters\n");
     if let Some(ip) = ip {
         match subdomain.filter(|s| !s.is_empty()) {
-            Some(sub) => s.push_str(&format!("{ip}\t{hostname}.{sub}.{namespace}.svc.{domain}\t{hostname}\n")),
+            Some(sub) => s.push_str(&format!(
+                "{ip}\t{hostname}.{sub}.{namespace}.svc.{domain}\t{hostname}\n"
+            )),
             None => s.push_str(&format!("{ip}\t{hostname}\n")),
         }
     }
@@ -112,7 +124,9 @@ pub async fn create(
             runtime_root: ctx.config.run_dir.join("runc").display().to_string(),
             hostname: hostname.clone(),
         };
-        ShimClient::spawn(&ctx.config.exe, &args).await.map_err(|e| e.to_string())?
+        ShimClient::spawn(&ctx.config.exe, &args)
+            .await
+            .map_err(|e| e.to_string())?
     };
     let addr = ctx
         .network
@@ -122,7 +136,10 @@ pub async fn create(
     let domain = &ctx.config.cluster_domain;
     let subdomain = spec.and_then(|s| s.subdomain.as_deref());
     let files = [
-        (paths.etc_hosts(), hosts_file(Some(addr.ip), &hostname, subdomain, ns, domain)),
+        (
+            paths.etc_hosts(),
+            hosts_file(Some(addr.ip), &hostname, subdomain, ns, domain),
+        ),
         (paths.resolv_conf(), resolv_conf(ns, domain, ctx.config.cluster_dns)),
         (paths.hostname_file(), format!("{hostname}\n")),
     ];
@@ -230,7 +247,9 @@ pub async fn destroy(ctx: &AgentContext, paths: &PodPaths, uid: &str) -> Result<
 
 /// The image lease of a container directory (written beside its root when it was prepared).
 pub fn lease_of(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("lease")).map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string(dir.join("lease"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Without a shim: `runc delete --force` every container whose bundle is under the Pod's run directory, and kill the
@@ -268,10 +287,22 @@ mod tests {
 
     #[test]
     fn managed_files_read_as_the_kubelet_writes_them() {
-        let h = hosts_file(Some(Ipv4Addr::new(10, 244, 0, 5)), "nginx-pod", None, "default", "cluster.local");
+        let h = hosts_file(
+            Some(Ipv4Addr::new(10, 244, 0, 5)),
+            "nginx-pod",
+            None,
+            "default",
+            "cluster.local",
+        );
         assert!(h.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"));
         assert!(h.ends_with("fe00::2\tip6-allrouters\n10.244.0.5\tnginx-pod\n"));
-        let h = hosts_file(Some(Ipv4Addr::new(10, 244, 0, 5)), "web", Some("sub"), "ns", "cluster.local");
+        let h = hosts_file(
+            Some(Ipv4Addr::new(10, 244, 0, 5)),
+            "web",
+            Some("sub"),
+            "ns",
+            "cluster.local",
+        );
         assert!(h.ends_with("10.244.0.5\tweb.sub.ns.svc.cluster.local\tweb\n"));
         assert_eq!(
             resolv_conf("default", "cluster.local", Ipv4Addr::new(10, 96, 0, 10)),

@@ -372,7 +372,7 @@ fn text(code: StatusCode, message: String) -> Response<ReplyBody> {
 
 /// A reply body: an optional first chunk, then whatever arrives on the channel until its sender is gone. Each chunk
 /// is handed to hyper as its own frame, which it writes out at once.
-pub struct ReplyBody {
+struct ReplyBody {
     first: Option<Bytes>,
     rest: Option<mpsc::Receiver<Bytes>>,
 }

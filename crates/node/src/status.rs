@@ -4,8 +4,7 @@
 //! waiting reason with the last exit in `lastState`. Pure.
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use peapod_runtime::ContainerRecord;
@@ -49,7 +48,11 @@ fn terminated(r: &ContainerRecord) -> Option<ContainerStateTerminated> {
         signal: exit.signal,
         reason: Some(reason),
         message,
-        started_at: if exit.start_error.is_some() { None } else { api_time(&r.started_at) },
+        started_at: if exit.start_error.is_some() {
+            None
+        } else {
+            api_time(&r.started_at)
+        },
         finished_at: api_time(&exit.finished_at),
         container_id: Some(format!("{RUNTIME_NAME}://{}", r.id)),
     })
@@ -118,15 +121,20 @@ pub fn container_status(
         ready: running,
         started: Some(running),
         restart_count,
-        image: if image.image.is_empty() { c.image.clone().unwrap_or_default() } else { image.image.clone() },
+        image: if image.image.is_empty() {
+            c.image.clone().unwrap_or_default()
+        } else {
+            image.image.clone()
+        },
         image_id: image.image_id.clone(),
         container_id: newest.map(|r| format!("{RUNTIME_NAME}://{}", r.id)),
         ..Default::default()
     }
 }
 
-/// Statuses of a list of containers, from all records of the Pod.
+/// Statuses of a list of containers (`is_init`: the Pod's init containers), from all records of the Pod.
 pub fn statuses(
+    is_init: bool,
     containers: &[Container],
     records: &[ContainerRecord],
     waiting: &HashMap<String, Waiting>,
@@ -147,6 +155,20 @@ pub fn statuses(
                 initial_reason,
                 previous.iter().find(|p| p.name == c.name),
             )
+        })
+        .map(|mut st| {
+            // A regular init container is ready once it exited 0 (prober_manager's rule); sidecars are like app
+            // containers.
+            if let Some(c) = containers.iter().find(|c| c.name == st.name) {
+                if is_init && !peapod_api::pod_status::is_sidecar(c) {
+                    st.ready = st
+                        .state
+                        .as_ref()
+                        .and_then(|s| s.terminated.as_ref())
+                        .is_some_and(|t| t.exit_code == 0);
+                }
+            }
+            st
         })
         .collect()
 }
@@ -202,10 +224,23 @@ mod tests {
             reason: "CrashLoopBackOff".into(),
             message: "back-off 10s restarting failed container=app pod=p_ns(u)".into(),
         };
-        let s = container_status(&c(), &[&a, &b], Some(&w), &ImageInfo::default(), "ContainerCreating", None);
-        assert_eq!(s.state.unwrap().waiting.unwrap().reason.as_deref(), Some("CrashLoopBackOff"));
+        let s = container_status(
+            &c(),
+            &[&a, &b],
+            Some(&w),
+            &ImageInfo::default(),
+            "ContainerCreating",
+            None,
+        );
+        assert_eq!(
+            s.state.unwrap().waiting.unwrap().reason.as_deref(),
+            Some("CrashLoopBackOff")
+        );
         let last = s.last_state.unwrap().terminated.unwrap();
-        assert_eq!(last.container_id.as_deref(), Some(format!("peapod://{:064x}", 1).as_str()));
+        assert_eq!(
+            last.container_id.as_deref(),
+            Some(format!("peapod://{:064x}", 1).as_str())
+        );
         assert_eq!(last.finished_at.unwrap().0.to_string(), "2026-11-25T09:00:01Z");
         assert_eq!(s.restart_count, 1);
         assert!(!s.ready);
@@ -214,9 +249,15 @@ mod tests {
     #[test]
     fn nothing_yet_is_creating_and_completed_is_terminated() {
         let s = container_status(&c(), &[], None, &ImageInfo::default(), "PodInitializing", None);
-        assert_eq!(s.state.unwrap().waiting.unwrap().reason.as_deref(), Some("PodInitializing"));
+        assert_eq!(
+            s.state.unwrap().waiting.unwrap().reason.as_deref(),
+            Some("PodInitializing")
+        );
         let a = rec(0, Some(0));
         let s = container_status(&c(), &[&a], None, &ImageInfo::default(), "ContainerCreating", None);
-        assert_eq!(s.state.unwrap().terminated.unwrap().reason.as_deref(), Some("Completed"));
+        assert_eq!(
+            s.state.unwrap().terminated.unwrap().reason.as_deref(),
+            Some("Completed")
+        );
     }
 }

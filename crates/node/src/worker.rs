@@ -140,7 +140,8 @@ impl PodWorker {
 
     /// Runs until the Pod is gone from the node and the API.
     pub async fn run(mut self) {
-        let span = tracing::info_span!("pod", pod.namespace = %self.namespace, pod.name = %self.name, pod.uid = %self.uid);
+        let span =
+            tracing::info_span!("pod", pod.namespace = %self.namespace, pod.name = %self.name, pod.uid = %self.uid);
         async move {
             self.adopt().await;
             loop {
@@ -161,7 +162,11 @@ impl PodWorker {
                     self.apply(m);
                 }
             }
-            self.ctx.log_index.lock().map(|mut i| i.remove(&(self.namespace.clone(), self.name.clone()))).ok();
+            self.ctx
+                .log_index
+                .lock()
+                .map(|mut i| i.remove(&(self.namespace.clone(), self.name.clone())))
+                .ok();
         }
         .instrument(span)
         .await
@@ -285,12 +290,20 @@ impl PodWorker {
         }
         if self.shim.is_none() {
             if let Err(e) = self.create_sandbox().await {
-                self.event(None, "Warning", "FailedCreatePodSandBox", &format!("Failed to create pod sandbox: {e}"))
-                    .await;
+                self.event(
+                    None,
+                    "Warning",
+                    "FailedCreatePodSandBox",
+                    &format!("Failed to create pod sandbox: {e}"),
+                )
+                .await;
                 self.wake_at = Some(Instant::now() + SYNC_RETRY);
                 self.patch_status(false).await;
                 return false;
             }
+            // As the kubelet's status manager does at the start of a sync: the Pod has its IP and its containers
+            // are ContainerCreating (what `kubectl get pods --watch` shows before Running).
+            self.patch_status(true).await;
         }
         self.refresh().await;
         if !self.volumes_ready {
@@ -449,7 +462,10 @@ impl PodWorker {
         if let Some(left) = b.in_backoff_since(finished, now) {
             let delay = b.current_delay().unwrap_or(left);
             let msg = pod_status::crash_loop_message(delay, &c.name, &self.name, &self.namespace, &self.uid);
-            let already = self.waiting.get(&c.name).is_some_and(|w| w.reason == "CrashLoopBackOff");
+            let already = self
+                .waiting
+                .get(&c.name)
+                .is_some_and(|w| w.reason == "CrashLoopBackOff");
             self.waiting.insert(
                 c.name.clone(),
                 Waiting {
@@ -476,11 +492,24 @@ impl PodWorker {
     /// Pulls the image, prepares the root, builds the spec and asks the shim to run the container.
     async fn start(&mut self, c: &Container, attempt: u32) {
         let Some(shim) = self.shim.clone() else { return };
+        // Still backing off a failed pull: nothing to do (or to report again) until the back-off ends.
+        let image_name = c.image.clone().unwrap_or_default();
+        if self
+            .waiting
+            .get(&c.name)
+            .is_some_and(|w| w.reason == "ImagePullBackOff")
+        {
+            if let Some(left) = self.pulls.retry_in(&image_name, Timestamp::now()) {
+                self.wake(left);
+                return;
+            }
+        }
         let secrets = images::pull_secrets(&self.ctx, &self.pod).await;
         let image = match images::ensure_image(&self.ctx, &mut self.pulls, &self.pod, c, &secrets).await {
             Ok(i) => i,
             Err(w) => {
-                self.event(Some(&c.name), "Warning", "Failed", &format!("Error: {}", w.reason)).await;
+                self.event(Some(&c.name), "Warning", "Failed", &format!("Error: {}", w.reason))
+                    .await;
                 let image = c.image.clone().unwrap_or_default();
                 let wait = match w.reason {
                     "ErrImagePull" => Some(IMAGE_BACKOFF_SHOW),
@@ -511,19 +540,31 @@ impl PodWorker {
             Ok(record) => {
                 self.waiting.remove(&c.name);
                 if let Some(err) = record.exit.as_ref().and_then(|e| e.start_error.clone()) {
-                    self.event(Some(&c.name), "Warning", "Failed", &format!("Error: {err}")).await;
+                    self.event(Some(&c.name), "Warning", "Failed", &format!("Error: {err}"))
+                        .await;
                 } else {
-                    self.event(Some(&c.name), "Normal", "Created", &format!("Created container {}", c.name))
-                        .await;
-                    self.event(Some(&c.name), "Normal", "Started", &format!("Started container {}", c.name))
-                        .await;
+                    self.event(
+                        Some(&c.name),
+                        "Normal",
+                        "Created",
+                        &format!("Created container {}", c.name),
+                    )
+                    .await;
+                    self.event(
+                        Some(&c.name),
+                        "Normal",
+                        "Started",
+                        &format!("Started container {}", c.name),
+                    )
+                    .await;
                 }
                 self.records.push(record);
                 self.prune(&shim, &c.name, attempt).await;
                 self.index_logs();
             }
             Err(msg) => {
-                self.event(Some(&c.name), "Warning", "Failed", &format!("Error: {msg}")).await;
+                self.event(Some(&c.name), "Warning", "Failed", &format!("Error: {msg}"))
+                    .await;
                 self.waiting.insert(
                     c.name.clone(),
                     Waiting {
@@ -606,8 +647,8 @@ impl PodWorker {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-        let user = container::process_user(&self.pod, c, icfg.user.as_deref().unwrap_or(""), &root.rootfs)
-            .map_err(|e| e.0)?;
+        let user =
+            container::process_user(&self.pod, c, icfg.user.as_deref().unwrap_or(""), &root.rootfs).map_err(|e| e.0)?;
         let args = container::command_line(
             c,
             icfg.entrypoint.as_deref().unwrap_or(&[]),
@@ -636,7 +677,11 @@ impl PodWorker {
         let explicit = |dest: &str| mounts.iter().any(|m| m.destination == dest);
         let mut managed = Vec::new();
         if !explicit("/etc/hosts") {
-            managed.push(peapod_runtime::spec::Mount::bind(self.paths.etc_hosts().display().to_string(), "/etc/hosts", ro));
+            managed.push(peapod_runtime::spec::Mount::bind(
+                self.paths.etc_hosts().display().to_string(),
+                "/etc/hosts",
+                ro,
+            ));
         }
         if !explicit("/etc/resolv.conf") {
             managed.push(peapod_runtime::spec::Mount::bind(
@@ -652,11 +697,22 @@ impl PodWorker {
                 ro,
             ));
         }
-        managed.push(peapod_runtime::spec::Mount::bind(self.paths.shm().display().to_string(), "/dev/shm", false));
-        let term_path = c.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into());
+        managed.push(peapod_runtime::spec::Mount::bind(
+            self.paths.shm().display().to_string(),
+            "/dev/shm",
+            false,
+        ));
+        let term_path = c
+            .termination_message_path
+            .clone()
+            .unwrap_or_else(|| "/dev/termination-log".into());
         let term_file = root.dir.join("termination-log");
         let _ = std::fs::write(&term_file, b"");
-        managed.push(peapod_runtime::spec::Mount::bind(term_file.display().to_string(), term_path, false));
+        managed.push(peapod_runtime::spec::Mount::bind(
+            term_file.display().to_string(),
+            term_path,
+            false,
+        ));
         mounts.extend(managed);
         let qos = peapod_api::defaults::qos_class(&serde_json::to_value(&self.pod).unwrap_or_default());
         let sc = c.security_context.as_ref();
@@ -676,9 +732,15 @@ impl PodWorker {
             hostname: String::new(),
             mounts,
             namespaces: Some(peapod_runtime::spec::PodNamespaces {
-                net: peapod_runtime::shim::ns_path(&self.paths.run, "net").display().to_string(),
-                ipc: peapod_runtime::shim::ns_path(&self.paths.run, "ipc").display().to_string(),
-                uts: peapod_runtime::shim::ns_path(&self.paths.run, "uts").display().to_string(),
+                net: peapod_runtime::shim::ns_path(&self.paths.run, "net")
+                    .display()
+                    .to_string(),
+                ipc: peapod_runtime::shim::ns_path(&self.paths.run, "ipc")
+                    .display()
+                    .to_string(),
+                uts: peapod_runtime::shim::ns_path(&self.paths.run, "uts")
+                    .display()
+                    .to_string(),
             }),
             cgroups_path: cgroups_path.clone(),
             resources: container::resources(c, self.ctx.config.pids_limit),
@@ -734,7 +796,11 @@ impl PodWorker {
         let entry = LogEntry {
             uid: self.uid.clone(),
             containers,
-            waiting: self.waiting.iter().map(|(k, v)| (k.clone(), v.reason.clone())).collect(),
+            waiting: self
+                .waiting
+                .iter()
+                .map(|(k, v)| (k.clone(), v.reason.clone()))
+                .collect(),
         };
         if let Ok(mut i) = self.ctx.log_index.lock() {
             i.insert((self.namespace.clone(), self.name.clone()), entry);
@@ -747,8 +813,13 @@ impl PodWorker {
         let spec = self.pod.spec.clone().unwrap_or_default();
         let prev = self.pod.status.clone().unwrap_or_default();
         let (inits, apps) = self.spec_containers();
-        let initial = if inits.is_empty() { "ContainerCreating" } else { "PodInitializing" };
+        let initial = if inits.is_empty() {
+            "ContainerCreating"
+        } else {
+            "PodInitializing"
+        };
         let init_statuses = status::statuses(
+            true,
             &inits,
             &self.records,
             &self.waiting,
@@ -757,6 +828,7 @@ impl PodWorker {
             prev.init_container_statuses.as_deref().unwrap_or(&[]),
         );
         let mut app_statuses = status::statuses(
+            false,
             &apps,
             &self.records,
             &self.waiting,
@@ -803,7 +875,12 @@ impl PodWorker {
         }
         if self.last_status.as_ref() != Some(&st) {
             let path = format!("/api/v1/namespaces/{}/pods/{}/status", self.namespace, self.name);
-            match self.ctx.client.patch(&path, PatchType::Merge, &json!({"status": st})).await {
+            match self
+                .ctx
+                .client
+                .patch(&path, PatchType::Merge, &json!({"status": st}))
+                .await
+            {
                 Ok(v) => {
                     if let Ok(p) = serde_json::from_value::<Pod>(v) {
                         if p.metadata.uid.as_deref() == Some(self.uid.as_str()) {
@@ -846,8 +923,13 @@ impl PodWorker {
             self.refresh().await;
             let running: Vec<ContainerRecord> = self.records.iter().filter(|r| r.exit.is_none()).cloned().collect();
             for r in &running {
-                self.event(Some(&r.name), "Normal", "Killing", &format!("Stopping container {}", r.name))
-                    .await;
+                self.event(
+                    Some(&r.name),
+                    "Normal",
+                    "Killing",
+                    &format!("Stopping container {}", r.name),
+                )
+                .await;
                 let (sig, timeout) = if self.removed && requested.unwrap_or(0) == 0 || grace == 0 {
                     (libc::SIGKILL, 0)
                 } else {
@@ -899,7 +981,10 @@ impl PodWorker {
 
 /// The signal that stops a container: its image's `StopSignal` (kept in the record's labels), else SIGTERM.
 fn stop_signal(r: &ContainerRecord) -> i32 {
-    r.labels.get("stop-signal").and_then(|s| signal_number(s)).unwrap_or(libc::SIGTERM)
+    r.labels
+        .get("stop-signal")
+        .and_then(|s| signal_number(s))
+        .unwrap_or(libc::SIGTERM)
 }
 
 /// A signal by name (`SIGQUIT`, `QUIT`) or number, as an image's `StopSignal` gives it.
@@ -943,4 +1028,3 @@ pub fn new_container_id() -> String {
     let bytes: [u8; 32] = rand::random();
     hex::encode(bytes)
 }
-

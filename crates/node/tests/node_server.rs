@@ -375,6 +375,28 @@ async fn follow_streams_new_lines_until_the_container_stops() {
 }
 
 #[tokio::test]
+async fn follow_stops_reading_when_the_client_goes_away() {
+    for h2 in [true, false] {
+        let f = start().await;
+        let mut conn = apiserver(&f, h2).await;
+        let resp = conn.get("/containerLogs/default/web/app?follow=true").await.unwrap();
+        let mut body = resp.into_body();
+        assert_eq!(next_data(&mut body).await.unwrap(), "one\ntwo\nthree\n");
+        assert_eq!(
+            f.running.receiver_count(),
+            1,
+            "the reader holds the container's running flag"
+        );
+        // The client leaves while the container still runs: the reader ends and lets go of the flag.
+        drop(body);
+        drop(conn);
+        tokio::time::timeout(Duration::from_secs(10), f.running.closed())
+            .await
+            .expect("log reader still running after the client left");
+    }
+}
+
+#[tokio::test]
 async fn aborting_the_server_closes_it() {
     let f = start().await;
     let mut conn = apiserver(&f, true).await;

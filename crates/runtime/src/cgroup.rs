@@ -193,9 +193,17 @@ mod tests {
     fn reads_oom_kills_v1_and_v2() {
         let d = tempfile::tempdir().unwrap();
         assert_eq!(oom_kills(d.path()), 0);
-        std::fs::write(d.path().join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").unwrap();
+        std::fs::write(
+            d.path().join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        )
+        .unwrap();
         assert_eq!(oom_kills(d.path()), 2);
-        std::fs::write(d.path().join("memory.events"), "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n").unwrap();
+        std::fs::write(
+            d.path().join("memory.events"),
+            "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
         assert_eq!(oom_kills(d.path()), 1);
     }
 

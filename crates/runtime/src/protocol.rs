@@ -16,7 +16,11 @@ pub enum Request {
     /// Create and start a container (`runc run --detach`).
     Start(StartContainer),
     /// Send `signal` to a container's init process and SIGKILL it after `timeout_seconds` if it still runs.
-    Stop { id: String, signal: i32, timeout_seconds: u64 },
+    Stop {
+        id: String,
+        signal: i32,
+        timeout_seconds: u64,
+    },
     /// Forget an exited container: `runc delete`, remove its bundle. Its log file stays (the agent owns logs).
     Remove { id: String },
     /// Stream [`Event`]s on this connection from now on.
@@ -51,9 +55,16 @@ pub struct StartContainer {
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
     Ok,
-    Status { shim_pid: i32, containers: Vec<ContainerRecord> },
-    Started { record: ContainerRecord },
-    Error { message: String },
+    Status {
+        shim_pid: i32,
+        containers: Vec<ContainerRecord>,
+    },
+    Started {
+        record: ContainerRecord,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// A change the shim tells subscribers about.

@@ -44,13 +44,7 @@ pub const MASKED_PATHS: [&str; 12] = [
 ];
 
 /// The kubelet's read-only paths.
-pub const READONLY_PATHS: [&str; 5] = [
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
+pub const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
 /// The user a container's process runs as.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -243,7 +237,12 @@ fn default_mounts(privileged: bool) -> Vec<Mount> {
     let ro = if privileged { "rw" } else { "ro" };
     vec![
         m("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        m("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        m(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
         m(
             "/dev/pts",
             "devpts",
@@ -391,9 +390,16 @@ mod tests {
         assert_eq!(s["process"]["cwd"], "/");
         assert_eq!(s["linux"]["maskedPaths"].as_array().unwrap().len(), 12);
         let ns: Vec<&Value> = s["linux"]["namespaces"].as_array().unwrap().iter().collect();
-        assert!(ns.iter().any(|n| n["type"] == "network" && n["path"] == "/run/p/ns/net"));
+        assert!(ns
+            .iter()
+            .any(|n| n["type"] == "network" && n["path"] == "/run/p/ns/net"));
         assert!(ns.iter().any(|n| n["type"] == "pid" && n.get("path").is_none()));
-        let sys = s["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap();
+        let sys = s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys")
+            .unwrap();
         assert!(sys["options"].as_array().unwrap().contains(&json!("ro")));
     }
 
@@ -430,12 +436,14 @@ mod tests {
     #[test]
     fn mounts_sorted_by_depth_after_defaults() {
         let mut c = base();
-        c.mounts = vec![
-            Mount::bind("/a", "/data/sub", false),
-            Mount::bind("/b", "/data", true),
-        ];
+        c.mounts = vec![Mount::bind("/a", "/data/sub", false), Mount::bind("/b", "/data", true)];
         let s = build_spec(&c);
-        let dests: Vec<&str> = s["mounts"].as_array().unwrap().iter().map(|m| m["destination"].as_str().unwrap()).collect();
+        let dests: Vec<&str> = s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect();
         let i = dests.iter().position(|d| *d == "/data").unwrap();
         let j = dests.iter().position(|d| *d == "/data/sub").unwrap();
         assert!(i < j);

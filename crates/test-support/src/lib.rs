@@ -102,7 +102,12 @@ impl Server {
                 .arg(&archive)
                 .output()
                 .expect("run peapod image load");
-            assert!(out.status.success(), "load {}: {}", archive.display(), String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "load {}: {}",
+                archive.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let mut s = Self {
             bin: bin.to_path_buf(),

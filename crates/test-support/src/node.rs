@@ -117,7 +117,9 @@ impl NodeSlot {
                 out.push(format!("runc container {id}"));
             }
         }
-        let veths = Command::new("ip").args(["-o", "link", "show", "master", &self.bridge]).output();
+        let veths = Command::new("ip")
+            .args(["-o", "link", "show", "master", &self.bridge])
+            .output();
         if let Ok(o) = veths {
             for l in String::from_utf8_lossy(&o.stdout).lines() {
                 out.push(format!("veth {}", l.split(':').nth(1).unwrap_or("").trim()));
@@ -167,9 +169,18 @@ impl NodeSlot {
             }
         }
         let root = self.run_dir.join("runc");
-        if let Ok(o) = Command::new("runc").arg("--root").arg(&root).args(["list", "-q"]).output() {
+        if let Ok(o) = Command::new("runc")
+            .arg("--root")
+            .arg(&root)
+            .args(["list", "-q"])
+            .output()
+        {
             for id in String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.is_empty()) {
-                let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", id]).output();
+                let _ = Command::new("runc")
+                    .arg("--root")
+                    .arg(&root)
+                    .args(["delete", "--force", id])
+                    .output();
             }
         }
         let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
@@ -184,16 +195,32 @@ impl NodeSlot {
         }
         for ctrl in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
             let dir = ctrl.path().join(&self.cgroup_parent);
-            let _ = Command::new("find").arg(&dir).args(["-depth", "-type", "d", "-delete"]).output();
+            let _ = Command::new("find")
+                .arg(&dir)
+                .args(["-depth", "-type", "d", "-delete"])
+                .output();
         }
-        if let Ok(o) = Command::new("ip").args(["-o", "link", "show", "master", &self.bridge]).output() {
+        if let Ok(o) = Command::new("ip")
+            .args(["-o", "link", "show", "master", &self.bridge])
+            .output()
+        {
             for l in String::from_utf8_lossy(&o.stdout).lines() {
-                let name = l.split(':').nth(1).unwrap_or("").trim().split('@').next().unwrap_or("").to_string();
+                let name = l
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .split('@')
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
                 let _ = Command::new("ip").args(["link", "del", &name]).output();
             }
         }
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
-        let _ = Command::new("nft").args(["delete", "table", "ip", &format!("peapod-{}", self.bridge)]).output();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &format!("peapod-{}", self.bridge)])
+            .output();
     }
 }
 
@@ -201,7 +228,9 @@ impl NodeSlot {
 fn processes() -> Vec<(i32, String)> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
         out.push((pid, cmd));

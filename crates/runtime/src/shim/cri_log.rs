@@ -116,7 +116,10 @@ mod tests {
     #[test]
     fn timestamps_are_fixed_width() {
         assert_eq!(timestamp(ts()), "2016-10-06T00:17:09.669794202Z");
-        assert_eq!(timestamp(jiff::Timestamp::new(0, 0).unwrap()), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            timestamp(jiff::Timestamp::new(0, 0).unwrap()),
+            "1970-01-01T00:00:00.000000000Z"
+        );
     }
 
     #[test]

@@ -72,7 +72,14 @@ pub fn main(args: ShimArgs) -> i32 {
             println!("ok {pid}");
             return 0;
         }
-        eprintln!("peapod shim: {}", if msg.is_empty() { "exited before it was ready" } else { msg.trim() });
+        eprintln!(
+            "peapod shim: {}",
+            if msg.is_empty() {
+                "exited before it was ready"
+            } else {
+                msg.trim()
+            }
+        );
         return 1;
     }
     drop(ready_r);
@@ -143,12 +150,20 @@ fn setup(args: ShimArgs) -> Result<Shim, String> {
     let listener = UnixListener::bind(&sock).map_err(|e| format!("bind {}: {e}", sock.display()))?;
     listener.set_nonblocking(true).map_err(|e| format!("socket: {e}"))?;
     let ep = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| format!("epoll: {e}"))?;
-    epoll::add(&ep, &listener, epoll::EventData::new_u64(LISTENER), epoll::EventFlags::IN)
-        .map_err(|e| format!("epoll: {e}"))?;
+    epoll::add(
+        &ep,
+        &listener,
+        epoll::EventData::new_u64(LISTENER),
+        epoll::EventFlags::IN,
+    )
+    .map_err(|e| format!("epoll: {e}"))?;
     epoll::add(&ep, &signals, epoll::EventData::new_u64(SIGNALS), epoll::EventFlags::IN)
         .map_err(|e| format!("epoll: {e}"))?;
-    std::fs::write(args.dir.join("shim.pid"), rustix::process::getpid().as_raw_nonzero().to_string())
-        .map_err(|e| format!("write shim.pid: {e}"))?;
+    std::fs::write(
+        args.dir.join("shim.pid"),
+        rustix::process::getpid().as_raw_nonzero().to_string(),
+    )
+    .map_err(|e| format!("write shim.pid: {e}"))?;
     Ok(Shim {
         args,
         epoll: ep,
@@ -214,7 +229,11 @@ impl Shim {
                 }
             });
             events.clear();
-            match epoll::wait(&self.epoll, rustix::buffer::spare_capacity(&mut events), timeout.as_ref()) {
+            match epoll::wait(
+                &self.epoll,
+                rustix::buffer::spare_capacity(&mut events),
+                timeout.as_ref(),
+            ) {
                 Ok(_) => {}
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => {
@@ -451,7 +470,11 @@ impl Shim {
             }
             Err(message) => {
                 // The runtime's partial state goes; the failure stays on record as Kubernetes' StartError.
-                let _ = self.runtime().args(["delete", "--force", &s.id]).stderr(Stdio::null()).status();
+                let _ = self
+                    .runtime()
+                    .args(["delete", "--force", &s.id])
+                    .stderr(Stdio::null())
+                    .status();
                 let record = ContainerRecord {
                     id: s.id.clone(),
                     name: s.name.clone(),
@@ -529,7 +552,11 @@ impl Shim {
             let msg = runtime_error_message(&msg);
             return Err(format!(
                 "OCI runtime create failed: {}: unknown",
-                if msg.is_empty() { format!("{} exited with {status}", self.args.runtime) } else { msg }
+                if msg.is_empty() {
+                    format!("{} exited with {status}", self.args.runtime)
+                } else {
+                    msg
+                }
             ));
         }
         let pid: i32 = std::fs::read_to_string(&pid_file)
@@ -574,7 +601,9 @@ impl Shim {
 
     /// Copies what a container wrote into its log; closes the pipe at end of stream.
     fn read_pipe(&mut self, t: u64) {
-        let Some((id, stream)) = self.pipes.get(&t).cloned() else { return };
+        let Some((id, stream)) = self.pipes.get(&t).cloned() else {
+            return;
+        };
         let Some(c) = self.containers.get_mut(&id) else { return };
         let eof = drain_pipe(c, stream);
         if eof {
@@ -631,7 +660,11 @@ impl Shim {
             .and_then(|c| c.memory_cgroup.as_ref())
             .map(|dir| crate::cgroup::oom_kills(Path::new(dir)) > 0)
             .unwrap_or(false);
-        let _ = self.runtime().args(["delete", "--force", id]).stderr(Stdio::null()).status();
+        let _ = self
+            .runtime()
+            .args(["delete", "--force", id])
+            .stderr(Stdio::null())
+            .status();
         for stream in [Stream::Stdout, Stream::Stderr] {
             if let Some(c) = self.containers.get_mut(id) {
                 drain_pipe(c, stream);
@@ -653,7 +686,12 @@ impl Shim {
         let record = c.record.clone();
         self.persist(id);
         let event = Event::Exited { record };
-        let subs: Vec<u64> = self.conns.iter().filter(|(_, c)| c.subscribed).map(|(t, _)| *t).collect();
+        let subs: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.subscribed)
+            .map(|(t, _)| *t)
+            .collect();
         for t in subs {
             self.send(t, &event);
         }
@@ -765,7 +803,6 @@ pub fn runtime_error_message(output: &str) -> String {
 fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
-
 
 #[cfg(test)]
 mod tests {

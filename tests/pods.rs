@@ -1,0 +1,502 @@
+//! Pods run as real containers on a real node: the seed article's steps with the real kubectl, checked on the
+//! host afterwards for anything left behind (mounts, shims, runc containers, veths, cgroups, IPs, files).
+//!
+//! Every test starts its own isolated node (`Server::start_node`): its own bridge and Pod range, Pod egress off,
+//! registries pointed at a closed loopback port.
+
+use peapod_test_support::{fixture, Server};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn node() -> Server {
+    Server::start_node(Path::new(env!("CARGO_BIN_EXE_peapod")), &[])
+}
+
+/// The STATUS column of `kubectl get pod`.
+fn status_of(s: &Server, pod: &str) -> String {
+    let out = s.kubectl(&["get", "pod", pod, "--no-headers"]);
+    out.stdout.split_whitespace().nth(2).unwrap_or("").to_string()
+}
+
+fn wait_status(s: &Server, pod: &str, want: &str, secs: u64) {
+    let ok = Server::eventually(Duration::from_secs(secs), || status_of(s, pod) == want);
+    assert!(
+        ok,
+        "pod {pod} never showed {want}; now:\n{}\n{}",
+        s.kubectl(&["get", "pod", pod, "-o", "wide"]).stdout,
+        s.kubectl(&["describe", "pod", pod]).stdout
+    );
+}
+
+fn jsonpath(s: &Server, pod: &str, path: &str) -> String {
+    s.kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={path}")])
+        .stdout
+}
+
+/// One HTTP GET over a plain TCP connection (the Pod's IP is reachable from the node).
+fn http_get(ip: &str, port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect_timeout(
+        &format!("{ip}:{port}").parse().expect("address"),
+        Duration::from_secs(5),
+    )
+    .expect("connect to the pod");
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n").expect("send request");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn delete_all_and_check(s: &Server) {
+    s.kubectl(&[
+        "delete",
+        "pods",
+        "--all",
+        "--grace-period=1",
+        "--wait=true",
+        "--timeout=90s",
+    ])
+    .ok();
+    let gone = Server::eventually(Duration::from_secs(60), || {
+        s.kubectl(&["get", "pods", "--no-headers"]).stdout.trim().is_empty()
+    });
+    assert!(gone, "pods remain: {}", s.kubectl(&["get", "pods"]).stdout);
+    let node = s.node.as_ref().expect("a node server");
+    let clean = Server::eventually(Duration::from_secs(20), || node.leaks(s.data_dir()).is_empty());
+    if !clean {
+        node.assert_no_leaks(s.data_dir());
+    }
+}
+
+#[test]
+fn seed_nginx_pod_runs_answers_http_and_goes_away() {
+    let s = node();
+    let mut watch = s.kubectl_spawn(&["get", "pods", "--watch", "--v=6"]);
+    // The watch is open once kubectl logged its watch request (`--v=6` logs each request with its status).
+    let mut err_text = String::new();
+    if let Some(e) = watch.stderr.as_mut() {
+        let mut byte = [0u8; 1];
+        while !(err_text.contains("watch=true") && err_text.ends_with('\n')) {
+            match e.read(&mut byte) {
+                Ok(1) => err_text.push(byte[0] as char),
+                _ => break,
+            }
+        }
+    }
+    assert!(err_text.contains("watch=true"), "{err_text}");
+    s.kubectl(&["apply", "-f", fixture("nginx-pod.yaml").to_str().expect("path")])
+        .ok();
+    wait_status(&s, "nginx-pod", "Running", 60);
+    let row = s.kubectl(&["get", "pod", "nginx-pod", "--no-headers"]).stdout;
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[1..4], &["1/1", "Running", "0"], "{row}");
+    let wide = s.kubectl(&["get", "pods", "-o", "wide"]).ok().stdout;
+    let ip = jsonpath(&s, "nginx-pod", "{.status.podIP}");
+    let node = &s.node.as_ref().expect("node").node_name;
+    assert!(ip.starts_with("10.244."), "pod IP {ip}");
+    assert!(wide.contains(&ip) && wide.contains(node.as_str()), "{wide}");
+    assert_eq!(jsonpath(&s, "nginx-pod", "{.status.podIPs[0].ip}"), ip);
+    assert!(!jsonpath(&s, "nginx-pod", "{.status.hostIP}").is_empty());
+    let page = http_get(&ip, 80, "/");
+    assert!(page.contains("200 OK") && page.contains("Welcome to nginx"), "{page}");
+    let describe = s.kubectl(&["describe", "pod", "nginx-pod"]).ok().stdout;
+    for want in [
+        "Successfully assigned default/nginx-pod to",
+        "Container image \"nginx:1.21\" already present on machine",
+        "Created container nginx",
+        "Started container nginx",
+        "Status:           Running",
+    ] {
+        assert!(describe.contains(want), "describe lacks {want:?}:\n{describe}");
+    }
+    let started = Instant::now();
+    s.kubectl(&["delete", "pod", "nginx-pod"]).ok();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "nginx stops on SIGTERM well within its grace period"
+    );
+    let _ = watch.kill();
+    let mut seen = String::new();
+    if let Some(mut out) = watch.stdout.take() {
+        let _ = out.read_to_string(&mut seen);
+    }
+    let mut err = String::new();
+    if let Some(mut e) = watch.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let _ = watch.wait();
+    assert!(!seen.is_empty(), "the watch printed nothing; stderr: {err}");
+    for want in ["Pending", "ContainerCreating", "Running"] {
+        assert!(seen.contains(want), "watch never showed {want}:\n{seen}");
+    }
+    delete_all_and_check(&s);
+}
+
+#[test]
+fn sidecar_shares_an_empty_dir_and_containers_share_localhost() {
+    let s = node();
+    s.kubectl(&[
+        "apply",
+        "-f",
+        fixture("web-with-log-sidecar.yaml").to_str().expect("path"),
+    ])
+    .ok();
+    let pair = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: two-on-localhost
+spec:
+  containers:
+  - name: web
+    image: nginx:1.21
+  - name: client
+    image: busybox:1.35
+    command: ['sh', '-c', 'until wget -qO- http://localhost/ ; do sleep 1; done; sleep 3600']
+  - name: second-binder
+    image: nginx:1.21
+"#;
+    s.kubectl_stdin(&["apply", "-f", "-"], pair).ok();
+    wait_status(&s, "web-with-logger", "Running", 60);
+    let ip = jsonpath(&s, "web-with-logger", "{.status.podIP}");
+    assert!(http_get(&ip, 80, "/").contains("200 OK"));
+    let logged = Server::eventually(Duration::from_secs(20), || {
+        s.kubectl(&["logs", "web-with-logger", "-c", "log-sidecar"])
+            .stdout
+            .contains("\"GET / HTTP/1.0\" 200")
+    });
+    assert!(
+        logged,
+        "{}",
+        s.kubectl(&["logs", "web-with-logger", "-c", "log-sidecar"]).stdout
+    );
+    // The client reaches nginx over the Pod's shared localhost.
+    let talked = Server::eventually(Duration::from_secs(30), || {
+        s.kubectl(&["logs", "two-on-localhost", "-c", "client"])
+            .stdout
+            .contains("Welcome to nginx")
+    });
+    assert!(talked, "{}", s.kubectl(&["describe", "pod", "two-on-localhost"]).stdout);
+    // A second container binding the same port in the same network namespace fails, as in Kubernetes.
+    let clash = Server::eventually(Duration::from_secs(40), || {
+        s.kubectl(&["logs", "two-on-localhost", "-c", "second-binder", "--previous"])
+            .stdout
+            .contains("bind() to 0.0.0.0:80 failed")
+            || s.kubectl(&["logs", "two-on-localhost", "-c", "second-binder"])
+                .stdout
+                .contains("bind() to 0.0.0.0:80 failed")
+    });
+    assert!(clash, "{}", s.kubectl(&["describe", "pod", "two-on-localhost"]).stdout);
+    // Both Pods have one IP each, different.
+    assert_ne!(ip, jsonpath(&s, "two-on-localhost", "{.status.podIP}"));
+    delete_all_and_check(&s);
+}
+
+#[test]
+fn init_container_holds_the_pod_at_init_0_of_1() {
+    let s = node();
+    s.kubectl(&["apply", "-f", fixture("app-with-init.yaml").to_str().expect("path")])
+        .ok();
+    wait_status(&s, "app-with-init", "Init:0/1", 60);
+    let describe = s.kubectl(&["describe", "pod", "app-with-init"]).ok().stdout;
+    assert!(describe.contains("Init Containers:"), "{describe}");
+    assert!(describe.contains("Started container wait-for-db"), "{describe}");
+    assert!(
+        !describe.contains("Started container app"),
+        "the app must not start before its init container"
+    );
+    assert_eq!(jsonpath(&s, "app-with-init", "{.status.phase}"), "Pending");
+    let init_then_app = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: init-then-app
+spec:
+  initContainers:
+  - name: prepare
+    image: busybox:1.35
+    command: ['sh', '-c', 'echo prepared > /work/ready']
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: app
+    image: busybox:1.35
+    command: ['sh', '-c', 'cat /work/ready; sleep 3600']
+    volumeMounts: [{name: work, mountPath: /work}]
+  volumes: [{name: work, emptyDir: {}}]
+"#;
+    s.kubectl_stdin(&["apply", "-f", "-"], init_then_app).ok();
+    wait_status(&s, "init-then-app", "Running", 60);
+    let logs_ok = Server::eventually(Duration::from_secs(10), || {
+        s.kubectl(&["logs", "init-then-app"]).stdout.contains("prepared")
+    });
+    assert!(logs_ok);
+    delete_all_and_check(&s);
+}
+
+#[test]
+fn crash_loop_backs_off_and_previous_logs_show_the_last_run() {
+    let s = node();
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: crasher
+spec:
+  containers:
+  - name: app
+    image: busybox:1.35
+    command: ['sh', '-c', 'echo "run at $(date +%s)"; exit 1']
+"#;
+    s.kubectl_stdin(&["apply", "-f", "-"], pod).ok();
+    wait_status(&s, "crasher", "CrashLoopBackOff", 60);
+    let restarts = |s: &Server| {
+        jsonpath(s, "crasher", "{.status.containerStatuses[0].restartCount}")
+            .parse::<i32>()
+            .unwrap_or(0)
+    };
+    let first = restarts(&s);
+    assert!(first >= 1);
+    assert!(
+        Server::eventually(Duration::from_secs(40), || restarts(&s) > first),
+        "RESTARTS never grew"
+    );
+    let row = s.kubectl(&["get", "pod", "crasher", "--no-headers"]).stdout;
+    assert!(row.contains("ago)"), "RESTARTS shows when: {row}");
+    let prev = s.kubectl(&["logs", "crasher", "--previous"]).ok().stdout;
+    assert!(prev.starts_with("run at "), "{prev}");
+    let describe = s.kubectl(&["describe", "pod", "crasher"]).ok().stdout;
+    for want in [
+        "Last State:     Terminated",
+        "Reason:       Error",
+        "Exit Code:    1",
+        "Back-off restarting failed container app in pod crasher_default(",
+    ] {
+        assert!(describe.contains(want), "describe lacks {want:?}:\n{describe}");
+    }
+    let waiting = jsonpath(&s, "crasher", "{.status.containerStatuses[0].state.waiting.message}");
+    assert!(waiting.is_empty() || waiting.starts_with("back-off "), "{waiting}");
+    assert_eq!(jsonpath(&s, "crasher", "{.status.phase}"), "Running");
+    delete_all_and_check(&s);
+}
+
+#[test]
+fn unknown_image_is_err_image_pull_then_image_pull_back_off() {
+    let s = node();
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: my-app
+spec:
+  containers:
+  - name: app
+    image: my-company/my-app:v1.0.0
+"#;
+    s.kubectl_stdin(&["apply", "-f", "-"], pod).ok();
+    let mut seen = std::collections::BTreeSet::new();
+    let both = Server::eventually(Duration::from_secs(60), || {
+        seen.insert(status_of(&s, "my-app"));
+        seen.contains("ErrImagePull") && seen.contains("ImagePullBackOff")
+    });
+    assert!(both, "statuses seen: {seen:?}");
+    let describe = s.kubectl(&["describe", "pod", "my-app"]).ok().stdout;
+    for want in [
+        "Pulling image \"my-company/my-app:v1.0.0\"",
+        "Failed to pull image \"my-company/my-app:v1.0.0\":",
+        "connection refused",
+        "Error: ErrImagePull",
+        "Back-off pulling image \"my-company/my-app:v1.0.0\"",
+        "Error: ImagePullBackOff",
+    ] {
+        assert!(describe.contains(want), "describe lacks {want:?}:\n{describe}");
+    }
+    let logs = s.kubectl(&["logs", "my-app"]);
+    assert!(logs.stderr.contains("is waiting to start"), "{logs:?}");
+    delete_all_and_check(&s);
+}
+
+#[test]
+fn more_memory_than_the_node_has_stays_pending_with_the_reason() {
+    let s = node();
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hungry
+spec:
+  containers:
+  - name: app
+    image: busybox:1.35
+    command: ['sleep', '3600']
+    resources:
+      requests:
+        memory: 4000Gi
+"#;
+    s.kubectl_stdin(&["apply", "-f", "-"], pod).ok();
+    let said = Server::eventually(Duration::from_secs(30), || {
+        s.kubectl(&["describe", "pod", "hungry"])
+            .stdout
+            .contains("FailedScheduling")
+    });
+    let describe = s.kubectl(&["describe", "pod", "hungry"]).ok().stdout;
+    assert!(said, "{describe}");
+    assert!(
+        describe.contains("0/1 nodes are available: 1 Insufficient memory. preemption: 0/1 nodes are available:"),
+        "{describe}"
+    );
+    assert_eq!(status_of(&s, "hungry"), "Pending");
+    assert_eq!(
+        jsonpath(&s, "hungry", "{.status.conditions[?(@.type==\"PodScheduled\")].reason}"),
+        "Unschedulable"
+    );
+    delete_all_and_check(&s);
+}
+
+#[test]
+fn restart_policy_never_ends_completed_or_error_and_delete_keeps_grace() {
+    let s = node();
+    let pods = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: once-ok
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: busybox:1.35
+    command: ['sh', '-c', 'echo done']
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: once-bad
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: busybox:1.35
+    command: ['sh', '-c', 'exit 3']
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: stubborn
+spec:
+  terminationGracePeriodSeconds: 3
+  containers:
+  - name: app
+    image: busybox:1.35
+    command: ['sleep', '3600']
+"#;
+    s.kubectl_stdin(&["apply", "-f", "-"], pods).ok();
+    wait_status(&s, "once-ok", "Completed", 60);
+    wait_status(&s, "once-bad", "Error", 60);
+    assert_eq!(jsonpath(&s, "once-ok", "{.status.phase}"), "Succeeded");
+    assert_eq!(jsonpath(&s, "once-bad", "{.status.phase}"), "Failed");
+    assert_eq!(
+        jsonpath(
+            &s,
+            "once-bad",
+            "{.status.containerStatuses[0].state.terminated.exitCode}"
+        ),
+        "3"
+    );
+    assert_eq!(s.kubectl(&["logs", "once-ok"]).ok().stdout, "done\n");
+    wait_status(&s, "stubborn", "Running", 60);
+    // `sleep` as PID 1 ignores SIGTERM: the delete waits out the 3 s grace period, then SIGKILL ends it.
+    let started = Instant::now();
+    s.kubectl(&["delete", "pod", "stubborn"]).ok();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "deleted before the grace period: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "the grace period was not enforced: {took:?}"
+    );
+    delete_all_and_check(&s);
+}
+
+/// `(pod, container ID → host PID)` from the OCI runtime's own state, not from Peapod.
+fn runtime_pids(s: &Server) -> std::collections::BTreeMap<String, String> {
+    let node = s.node.as_ref().expect("node");
+    let out = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(node.run_dir.join("runc"))
+        .args(["list", "--format", "json"])
+        .output()
+        .expect("runc list");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| (c["id"].as_str().unwrap_or("").to_string(), c["pid"].to_string()))
+        .collect()
+}
+
+#[test]
+fn agent_kill_9_keeps_every_container_running() {
+    let mut s = node();
+    let mut yaml = String::new();
+    for i in 0..20 {
+        yaml.push_str(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: keep-{i}\nspec:\n  containers:\n  - name: app\n    image: busybox:1.35\n    command: ['sh', '-c', 'trap \"exit 0\" TERM; sleep 3600 & wait']\n---\n"
+        ));
+    }
+    s.kubectl_stdin(&["apply", "-f", "-"], &yaml).ok();
+    let all_running = Server::eventually(Duration::from_secs(120), || {
+        let out = s.kubectl(&["get", "pods", "--no-headers"]).stdout;
+        out.lines().filter(|l| l.contains(" Running ")).count() == 20
+    });
+    assert!(all_running, "{}", s.kubectl(&["get", "pods"]).stdout);
+    let before = runtime_pids(&s);
+    assert_eq!(before.len(), 20);
+    s.kill9();
+    // The containers do not depend on the agent.
+    assert_eq!(runtime_pids(&s), before);
+    s.restart();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        runtime_pids(&s),
+        before,
+        "a container was restarted after the agent came back"
+    );
+    let out = s.kubectl(&["get", "pods", "--no-headers"]).ok().stdout;
+    for l in out.lines() {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!(&cols[1..4], &["1/1", "Running", "0"], "{l}");
+    }
+    // The adopted Pods still obey the agent: one is deleted cleanly, the rest too.
+    s.kubectl(&["delete", "pod", "keep-0"]).ok();
+    assert_eq!(runtime_pids(&s).len(), 19);
+    delete_all_and_check(&s);
+}
+
+#[test]
+fn churn_of_200_pods_leaves_nothing_behind() {
+    let s = node();
+    for batch in 0..10 {
+        let mut yaml = String::new();
+        for i in 0..20 {
+            yaml.push_str(&format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: churn-{batch}-{i}\nspec:\n  containers:\n  - name: app\n    image: busybox:1.35\n    command: ['sh', '-c', 'trap \"exit 0\" TERM; sleep 3600 & wait']\n---\n"
+            ));
+        }
+        s.kubectl_stdin(&["apply", "-f", "-"], &yaml).ok();
+        let running = Server::eventually(Duration::from_secs(120), || {
+            s.kubectl(&["get", "pods", "--no-headers"])
+                .stdout
+                .lines()
+                .filter(|l| l.contains(" Running "))
+                .count()
+                == 20
+        });
+        assert!(running, "batch {batch}: {}", s.kubectl(&["get", "pods"]).stdout);
+        s.kubectl(&["delete", "pods", "--all", "--wait=true", "--timeout=120s"])
+            .ok();
+    }
+    delete_all_and_check(&s);
+}
