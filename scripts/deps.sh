@@ -4,8 +4,9 @@
 set -euo pipefail
 need=()
 # openssl, ca-certificates: the API server's PKI. busybox-static, nginx-light: tests/images/build.sh builds the
-# offline test images from them. docker-registry, skopeo, apache2-utils (htpasswd): the registry tests.
-for pkg in openssl ca-certificates busybox-static nginx-light docker-registry skopeo apache2-utils; do
+# offline test images from them. docker-registry, skopeo, apache2-utils (htpasswd): the registry tests. runc: the OCI
+# runtime the node's shims drive. nftables, iproute2: Pod networking (nft rules; tests inspect links with ip).
+for pkg in openssl ca-certificates busybox-static nginx-light docker-registry skopeo apache2-utils runc nftables iproute2; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v kubectl >/dev/null 2>&1 || need+=(kubectl)

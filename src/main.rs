@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API server (with its embedded store) for kubectl and the other Peapod components.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Print the admin kubeconfig of a server's data dir.
     Kubeconfig {
         #[arg(long, default_value = "/var/lib/peapod")]
@@ -265,7 +265,7 @@ fn main() -> Result<()> {
     init_tracing();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Server(args) => rt.block_on(run_server(args)),
+        Command::Server(args) => rt.block_on(run_server(*args)),
         Command::Kubeconfig { data_dir } => {
             let path = data_dir.join("kubeconfig.yaml");
             let text = std::fs::read_to_string(&path).with_context(|| {

@@ -1009,6 +1009,12 @@ pub fn signal_number(s: &str) -> Option<i32> {
     })
 }
 
+/// A new container ID: 64 hex digits, as containerd's.
+pub fn new_container_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1021,10 +1027,4 @@ mod tests {
         assert_eq!(signal_number("SIGNOPE"), None);
         assert_eq!(signal_number("0"), None);
     }
-}
-
-/// A new container ID: 64 hex digits, as containerd's.
-pub fn new_container_id() -> String {
-    let bytes: [u8; 32] = rand::random();
-    hex::encode(bytes)
 }
