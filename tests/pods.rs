@@ -294,12 +294,31 @@ spec:
     image: my-company/my-app:v1.0.0
 "#;
     s.kubectl_stdin(&["apply", "-f", "-"], pod).ok();
-    let mut seen = std::collections::BTreeSet::new();
-    let both = Server::eventually(Duration::from_secs(60), || {
-        seen.insert(status_of(&s, "my-app"));
-        seen.contains("ErrImagePull") && seen.contains("ImagePullBackOff")
+    // Every status the Pod goes through, from a watch (a poll could miss a short one).
+    let mut watch = s.kubectl_spawn(&["get", "pod", "my-app", "--watch", "--no-headers"]);
+    let out = watch.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
     });
-    assert!(both, "statuses seen: {seen:?}");
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(seen.contains("ErrImagePull") && seen.contains("ImagePullBackOff")) && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) {
+            seen.insert(line.split_whitespace().nth(2).unwrap_or("").to_string());
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(
+        seen.contains("ErrImagePull") && seen.contains("ImagePullBackOff"),
+        "statuses seen: {seen:?}"
+    );
     let describe = s.kubectl(&["describe", "pod", "my-app"]).ok().stdout;
     for want in [
         "Pulling image \"my-company/my-app:v1.0.0\"",
@@ -498,5 +517,157 @@ fn churn_of_200_pods_leaves_nothing_behind() {
         s.kubectl(&["delete", "pods", "--all", "--wait=true", "--timeout=120s"])
             .ok();
     }
+    delete_all_and_check(&s);
+}
+
+#[test]
+fn logs_follow_tail_timestamps_all_containers_and_config_from_the_api() {
+    let s = node();
+    let objects = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: app-config
+data:
+  greeting: hello
+  app.properties: "mode=test\n"
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: app-secret
+stringData:
+  password: s3cret
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: talker
+  labels:
+    team: blue
+spec:
+  containers:
+  - name: main
+    image: busybox:1.35
+    env:
+    - name: GREETING
+      valueFrom: {configMapKeyRef: {name: app-config, key: greeting}}
+    - name: PASSWORD
+      valueFrom: {secretKeyRef: {name: app-secret, key: password}}
+    - name: MY_POD
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    - name: MY_IP
+      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+    command: ['sh', '-c']
+    args:
+    - |
+      echo "$GREETING $PASSWORD $MY_POD $MY_IP"
+      cat /config/app.properties /secret/password /info/labels; echo
+      echo "host=$(hostname)"
+      i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 1; done
+    volumeMounts:
+    - {name: config, mountPath: /config}
+    - {name: secret, mountPath: /secret, readOnly: true}
+    - {name: info, mountPath: /info}
+  - name: helper
+    image: busybox:1.35
+    command: ['sh', '-c', 'echo helper-up; sleep 3600']
+  volumes:
+  - name: config
+    configMap: {name: app-config}
+  - name: secret
+    secret: {secretName: app-secret}
+  - name: info
+    downwardAPI:
+      items:
+      - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+"#;
+    s.kubectl_stdin(&["apply", "-f", "-"], objects).ok();
+    wait_status(&s, "talker", "Running", 60);
+    let ip = jsonpath(&s, "talker", "{.status.podIP}");
+    let ticked = Server::eventually(Duration::from_secs(20), || {
+        s.kubectl(&["logs", "talker", "-c", "main"]).stdout.contains("tick 3")
+    });
+    assert!(ticked);
+    let all = s.kubectl(&["logs", "talker", "-c", "main"]).ok().stdout;
+    assert!(
+        all.starts_with(&format!(
+            "hello s3cret talker {ip}\nmode=test\ns3cretteam=\"blue\"\nhost=talker\n"
+        )),
+        "{all}"
+    );
+    let tail = s.kubectl(&["logs", "talker", "-c", "main", "--tail=2"]).ok().stdout;
+    assert_eq!(tail.lines().count(), 2, "{tail}");
+    assert!(tail.lines().all(|l| l.starts_with("tick ")), "{tail}");
+    let ts = s
+        .kubectl(&["logs", "talker", "-c", "main", "--tail=1", "--timestamps"])
+        .ok()
+        .stdout;
+    let (stamp, rest) = ts.split_once(' ').expect("a timestamp");
+    assert!(
+        stamp.ends_with('Z') && stamp.contains('T') && rest.starts_with("tick "),
+        "{ts}"
+    );
+    let since = s.kubectl(&["logs", "talker", "-c", "main", "--since=2s"]).ok().stdout;
+    assert!(!since.contains("hello"), "{since}");
+    let both = s
+        .kubectl(&["logs", "talker", "--all-containers", "--prefix", "--tail=1"])
+        .ok()
+        .stdout;
+    assert!(both.contains("[pod/talker/helper] helper-up"), "{both}");
+    assert!(both.contains("[pod/talker/main] tick "), "{both}");
+    // -f streams new lines as they are written, until the client stops.
+    let mut follow = s.kubectl_spawn(&["logs", "-f", "talker", "-c", "main", "--tail=1"]);
+    let mut out = follow.stdout.take().expect("stdout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while String::from_utf8_lossy(&got).matches("tick ").count() < 3 && Instant::now() < deadline {
+        match out.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(
+        String::from_utf8_lossy(&got).matches("tick ").count() >= 3,
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let err = s.kubectl(&["logs", "talker", "-c", "main", "--previous"]);
+    assert_eq!(
+        err.stderr.trim(),
+        "Error from server (BadRequest): previous terminated container \"main\" in pod \"talker\" not found"
+    );
+    delete_all_and_check(&s);
+}
+
+#[test]
+fn memory_limit_ends_in_oom_killed() {
+    let s = node();
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: greedy
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: busybox:1.35
+    command: ['tail', '/dev/zero']
+    resources:
+      limits:
+        memory: 32Mi
+"#;
+    s.kubectl_stdin(&["apply", "-f", "-"], pod).ok();
+    wait_status(&s, "greedy", "OOMKilled", 60);
+    assert_eq!(
+        jsonpath(&s, "greedy", "{.status.containerStatuses[0].state.terminated.exitCode}"),
+        "137"
+    );
+    assert_eq!(jsonpath(&s, "greedy", "{.status.phase}"), "Failed");
+    assert_eq!(jsonpath(&s, "greedy", "{.status.qosClass}"), "Burstable");
     delete_all_and_check(&s);
 }

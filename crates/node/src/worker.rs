@@ -33,8 +33,9 @@ use tracing::Instrument;
 
 /// How long the kubelet waits before retrying a Pod whose sync failed (`backOffPeriod`).
 pub const SYNC_RETRY: Duration = Duration::from_secs(10);
-/// After `ErrImagePull` the kubelet's next sync (about a second later) shows `ImagePullBackOff`.
-pub const IMAGE_BACKOFF_SHOW: Duration = Duration::from_secs(1);
+/// After `ErrImagePull` the kubelet's next sync, a few seconds later and still inside the 10 s pull back-off, shows
+/// `ImagePullBackOff`.
+pub const IMAGE_BACKOFF_SHOW: Duration = Duration::from_secs(5);
 /// The minimum grace a container gets on a graceful stop (`minimumGracePeriodInSeconds`).
 pub const MIN_GRACE_SECONDS: i64 = 2;
 /// The default `terminationGracePeriodSeconds`.
@@ -436,7 +437,25 @@ impl PodWorker {
         for c in &apps {
             match self.newest(&c.name).cloned() {
                 None => self.start(c, 0).await,
-                Some(r) if r.exit.is_none() => {}
+                Some(r) if r.exit.is_none() => {
+                    if definition_changed(c, &r) {
+                        // The only mutable field of a container is its image; the kubelet restarts it.
+                        let msg = format!("Container {} definition changed, will be restarted", c.name);
+                        self.event(Some(&c.name), "Normal", "Killing", &msg).await;
+                        let grace = self
+                            .pod
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.termination_grace_period_seconds)
+                            .unwrap_or(DEFAULT_GRACE_SECONDS)
+                            .max(MIN_GRACE_SECONDS) as u64;
+                        if let Some(shim) = &self.shim {
+                            if let Err(e) = shim.stop(&r.id, stop_signal(&r), grace).await {
+                                tracing::warn!(container = %c.name, error = %e, "stop a changed container");
+                            }
+                        }
+                    }
+                }
                 Some(r) => {
                     let code = r.exit.as_ref().map(|e| e.code).unwrap_or(0);
                     if pod_status::should_restart(&policy, code) {
@@ -977,6 +996,19 @@ impl PodWorker {
         }
         true
     }
+}
+
+/// Whether the running instance was made from another definition of the container than the Pod's current one,
+/// compared field by field (the record keeps the container's spec as JSON). A record without one (made by an older
+/// agent) is taken as matching: nothing is restarted for lack of information.
+fn definition_changed(c: &Container, r: &ContainerRecord) -> bool {
+    let Some(stored) = r.labels.get("container") else {
+        return false;
+    };
+    let Ok(stored) = serde_json::from_str::<Value>(stored) else {
+        return false;
+    };
+    serde_json::to_value(c).map(|now| now != stored).unwrap_or(false)
 }
 
 /// The signal that stops a container: its image's `StopSignal` (kept in the record's labels), else SIGTERM.
