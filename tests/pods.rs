@@ -671,3 +671,90 @@ spec:
     assert_eq!(jsonpath(&s, "greedy", "{.status.qosClass}"), "Burstable");
     delete_all_and_check(&s);
 }
+
+#[test]
+fn init_failures_host_ports_and_missing_config_show_as_kubernetes_shows_them() {
+    let s = node();
+    let host_port = peapod_test_support::free_port();
+    let pods = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: init-fails-never
+spec:
+  restartPolicy: Never
+  initContainers:
+  - name: setup
+    image: busybox:1.35
+    command: ['sh', '-c', 'exit 1']
+  containers:
+  - name: app
+    image: busybox:1.35
+    command: ['sleep', '3600']
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: init-fails-always
+spec:
+  initContainers:
+  - name: setup
+    image: busybox:1.35
+    command: ['sh', '-c', 'exit 1']
+  containers:
+  - name: app
+    image: busybox:1.35
+    command: ['sleep', '3600']
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: needs-config
+spec:
+  containers:
+  - name: app
+    image: busybox:1.35
+    command: ['sleep', '3600']
+    volumeMounts: [{{name: config, mountPath: /config}}]
+  volumes:
+  - name: config
+    configMap: {{name: nope}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: published
+spec:
+  containers:
+  - name: web
+    image: nginx:1.21
+    ports:
+    - containerPort: 80
+      hostPort: {host_port}
+"#
+    );
+    s.kubectl_stdin(&["apply", "-f", "-"], &pods).ok();
+    wait_status(&s, "init-fails-never", "Init:Error", 60);
+    assert_eq!(jsonpath(&s, "init-fails-never", "{.status.phase}"), "Failed");
+    wait_status(&s, "init-fails-always", "Init:CrashLoopBackOff", 60);
+    assert_eq!(jsonpath(&s, "init-fails-always", "{.status.phase}"), "Pending");
+    let said = Server::eventually(Duration::from_secs(30), || {
+        s.kubectl(&["describe", "pod", "needs-config"])
+            .stdout
+            .contains("MountVolume.SetUp failed for volume \"config\" : configmap \"nope\" not found")
+    });
+    assert!(said, "{}", s.kubectl(&["describe", "pod", "needs-config"]).stdout);
+    assert_eq!(status_of(&s, "needs-config"), "ContainerCreating");
+    // Creating the ConfigMap lets the Pod start (the agent retries the mount).
+    s.kubectl(&["create", "configmap", "nope", "--from-literal=k=v"]).ok();
+    wait_status(&s, "needs-config", "Running", 60);
+    wait_status(&s, "published", "Running", 60);
+    let host_ip = jsonpath(&s, "published", "{.status.hostIP}");
+    let page = http_get(&host_ip, host_port, "/");
+    assert!(
+        page.contains("Welcome to nginx"),
+        "hostPort {host_ip}:{host_port}: {page}"
+    );
+    delete_all_and_check(&s);
+}
