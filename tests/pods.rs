@@ -669,6 +669,12 @@ spec:
     );
     assert_eq!(jsonpath(&s, "greedy", "{.status.phase}"), "Failed");
     assert_eq!(jsonpath(&s, "greedy", "{.status.qosClass}"), "Burstable");
+    // A force delete removes the object at once; the agent still kills and removes everything of the Pod.
+    let sleeper = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: sleeper\nspec:\n  containers:\n  - name: app\n    image: busybox:1.35\n    command: ['sleep', '3600']\n";
+    s.kubectl_stdin(&["apply", "-f", "-"], sleeper).ok();
+    wait_status(&s, "sleeper", "Running", 60);
+    let out = s.kubectl(&["delete", "pod", "sleeper", "--grace-period=0", "--force"]).ok();
+    assert_eq!(out.stdout, "pod \"sleeper\" force deleted\n");
     delete_all_and_check(&s);
 }
 
