@@ -48,8 +48,9 @@ fn terminated(r: &ContainerRecord) -> Option<ContainerStateTerminated> {
         signal: exit.signal,
         reason: Some(reason),
         message,
+        // A container that never started has a zero start time in the runtime, which the API shows as the epoch.
         started_at: if exit.start_error.is_some() {
-            None
+            Some(Time(jiff::Timestamp::UNIX_EPOCH))
         } else {
             api_time(&r.started_at)
         },
