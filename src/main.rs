@@ -28,18 +28,6 @@ enum Command {
     },
     /// Manage the node's images: load, import, pull, ls, rm, inspect, prune.
     Image(image_cmd::ImageArgs),
-    /// Internal: the per-Pod shim the node agent starts. Never run by hand.
-    #[command(hide = true)]
-    Shim {
-        #[arg(long)]
-        dir: PathBuf,
-        #[arg(long, default_value = "runc")]
-        runtime: String,
-        #[arg(long, default_value = "/run/peapod/runc")]
-        runtime_root: String,
-        #[arg(long)]
-        hostname: String,
-    },
     /// Run a benchmark and print its figures.
     Bench {
         #[command(subcommand)]
@@ -246,22 +234,20 @@ fn agent_config(args: &ServerArgs, server: &peapod_apiserver::RunningServer) -> 
 }
 
 fn main() -> Result<()> {
-    let cli = Cli::parse();
-    // The shim must start before any thread exists (it forks and unshares namespaces): no runtime, no tracing.
-    if let Command::Shim {
-        dir,
-        runtime,
-        runtime_root,
-        hostname,
-    } = cli.command
-    {
-        std::process::exit(peapod_runtime::shim::main(peapod_runtime::ShimArgs {
-            dir,
-            runtime,
-            runtime_root,
-            hostname,
-        }));
+    // `peapod shim …` (internal, started by the agent) is dispatched before anything else: it must start before any
+    // thread exists (it forks and unshares namespaces), and everything this process touches before its fork stays
+    // in every shim's memory, so not even the CLI parser runs.
+    let mut argv = std::env::args_os().skip(1);
+    if argv.next().as_deref() == Some(std::ffi::OsStr::new("shim")) {
+        match peapod_runtime::ShimArgs::parse(argv) {
+            Ok(args) => std::process::exit(peapod_runtime::shim::main(args)),
+            Err(e) => {
+                eprintln!("peapod shim: {e}");
+                std::process::exit(2);
+            }
+        }
     }
+    let cli = Cli::parse();
     init_tracing();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
@@ -280,6 +266,5 @@ fn main() -> Result<()> {
         }
         Command::Image(args) => rt.block_on(image_cmd::run(args)),
         Command::Bench { which } => rt.block_on(bench::run(which)),
-        Command::Shim { .. } => Ok(()),
     }
 }

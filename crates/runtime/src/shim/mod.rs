@@ -42,6 +42,36 @@ pub struct ShimArgs {
     pub hostname: String,
 }
 
+impl ShimArgs {
+    /// Parses `--dir D --runtime R --runtime-root P --hostname H` (what [`crate::ShimClient::spawn`] passes).
+    pub fn parse(args: impl Iterator<Item = std::ffi::OsString>) -> Result<ShimArgs, String> {
+        let mut out = ShimArgs {
+            dir: PathBuf::new(),
+            runtime: "runc".into(),
+            runtime_root: "/run/peapod/runc".into(),
+            hostname: String::new(),
+        };
+        let mut args = args;
+        while let Some(flag) = args.next() {
+            let value = args
+                .next()
+                .ok_or_else(|| format!("{} needs a value", flag.to_string_lossy()))?;
+            let text = || value.to_str().map(str::to_string).ok_or("arguments must be UTF-8");
+            match flag.to_str() {
+                Some("--dir") => out.dir = PathBuf::from(&value),
+                Some("--runtime") => out.runtime = text()?,
+                Some("--runtime-root") => out.runtime_root = text()?,
+                Some("--hostname") => out.hostname = text()?,
+                _ => return Err(format!("unknown argument {}", flag.to_string_lossy())),
+            }
+        }
+        if out.dir.as_os_str().is_empty() || out.hostname.is_empty() {
+            return Err("--dir and --hostname are required".into());
+        }
+        Ok(out)
+    }
+}
+
 const LISTENER: u64 = 0;
 const SIGNALS: u64 = 1;
 /// Bytes read from a pipe or connection at once.
@@ -816,6 +846,29 @@ mod tests {
             r#"runc create failed: unable to start container process: exec: "nosuchcmd": executable file not found in $PATH"#
         );
         assert_eq!(runtime_error_message("plain failure\n"), "plain failure");
+    }
+
+    #[test]
+    fn arguments_parse_as_the_client_passes_them() {
+        let a = |v: &[&str]| ShimArgs::parse(v.iter().map(std::ffi::OsString::from));
+        let ok = a(&[
+            "--dir",
+            "/run/p/u",
+            "--runtime",
+            "crun",
+            "--runtime-root",
+            "/r",
+            "--hostname",
+            "web",
+        ])
+        .unwrap();
+        assert_eq!(
+            (ok.dir.to_str(), ok.runtime.as_str(), ok.hostname.as_str()),
+            (Some("/run/p/u"), "crun", "web")
+        );
+        assert!(a(&["--dir"]).is_err());
+        assert!(a(&["--hostname", "x"]).is_err());
+        assert!(a(&["--bogus", "1", "--dir", "/d", "--hostname", "h"]).is_err());
     }
 
     #[test]
