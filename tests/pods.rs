@@ -673,7 +673,9 @@ spec:
     let sleeper = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: sleeper\nspec:\n  containers:\n  - name: app\n    image: busybox:1.35\n    command: ['sleep', '3600']\n";
     s.kubectl_stdin(&["apply", "-f", "-"], sleeper).ok();
     wait_status(&s, "sleeper", "Running", 60);
-    let out = s.kubectl(&["delete", "pod", "sleeper", "--grace-period=0", "--force"]).ok();
+    let out = s
+        .kubectl(&["delete", "pod", "sleeper", "--grace-period=0", "--force"])
+        .ok();
     assert_eq!(out.stdout, "pod \"sleeper\" force deleted\n");
     delete_all_and_check(&s);
 }

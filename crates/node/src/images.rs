@@ -62,22 +62,28 @@ pub async fn pull_secrets(ctx: &AgentContext, pod: &Pod) -> Vec<DockerConfig> {
 
 /// Makes the container's image available. `Err` is the waiting state to show (`ErrImagePull`, `ImagePullBackOff`,
 /// `ErrImageNeverPull`, `InvalidImageName`).
+/// Where events go: the worker's ordered queue (object, type, reason, message).
+pub type EventQueue = tokio::sync::mpsc::UnboundedSender<(ObjectRef, &'static str, &'static str, String)>;
+
 pub async fn ensure_image(
     ctx: &AgentContext,
     state: &mut PullState,
     pod: &Pod,
     c: &Container,
     secrets: &[DockerConfig],
+    events: &EventQueue,
 ) -> Result<Image, ImageWait> {
     let image = c.image.clone().unwrap_or_default();
     let obj = ObjectRef::from_pod(&serde_json::to_value(pod).unwrap_or_default())
         .with_field_path(crate::worker::field_path(pod, &c.name));
-    let rec = &ctx.recorder;
+    let rec = |type_: &'static str, reason: &'static str, message: String| {
+        let _ = events.send((obj.clone(), type_, reason, message));
+    };
     let r = match ImageRef::parse(&image) {
         Ok(r) => r,
         Err(e) => {
             let msg = peapod_image::reference::invalid_image_name_message(&image, &e);
-            rec.record(&obj, "Warning", "InspectFailed", &msg).await;
+            rec("Warning", "InspectFailed", msg.clone());
             return Err(ImageWait {
                 reason: "InvalidImageName",
                 message: msg,
@@ -100,12 +106,12 @@ pub async fn ensure_image(
         return match present {
             Some(img) => {
                 let msg = format!("Container image {image:?} already present on machine");
-                rec.record(&obj, "Normal", "Pulled", &msg).await;
+                rec("Normal", "Pulled", msg.to_string());
                 Ok(img)
             }
             None => {
                 let msg = format!("Container image {image:?} is not present with pull policy of Never");
-                rec.record(&obj, "Warning", "ErrImageNeverPull", &msg).await;
+                rec("Warning", "ErrImageNeverPull", msg.to_string());
                 Err(ImageWait {
                     reason: "ErrImageNeverPull",
                     message: msg,
@@ -115,21 +121,18 @@ pub async fn ensure_image(
     }
     let now = Timestamp::now();
     if state.retry_in(&image, now).is_some() {
-        rec.record(
-            &obj,
+        rec(
             "Normal",
             "BackOff",
-            &peapod_api::pod_status::image_pull_back_off_message(&image),
-        )
-        .await;
+            peapod_api::pod_status::image_pull_back_off_message(&image),
+        );
         let last = state.last_error.get(&image).cloned().unwrap_or_default();
         return Err(ImageWait {
             reason: "ImagePullBackOff",
             message: format!("Back-off pulling image {image:?}: ErrImagePull: {last}"),
         });
     }
-    rec.record(&obj, "Normal", "Pulling", &format!("Pulling image {image:?}"))
-        .await;
+    rec("Normal", "Pulling", format!("Pulling image {image:?}"));
     let started = std::time::Instant::now();
     match ctx.puller.pull(&r, secrets, None).await {
         Ok(img) => {
@@ -142,18 +145,12 @@ pub async fn ensure_image(
                 go_ms(took),
                 go_ms(took)
             );
-            rec.record(&obj, "Normal", "Pulled", &msg).await;
+            rec("Normal", "Pulled", msg.to_string());
             Ok(img)
         }
         Err(e) => {
             let msg = e.cri_message();
-            rec.record(
-                &obj,
-                "Warning",
-                "Failed",
-                &format!("Failed to pull image {image:?}: {msg}"),
-            )
-            .await;
+            rec("Warning", "Failed", format!("Failed to pull image {image:?}: {msg}"));
             state
                 .backoff
                 .entry(image.clone())

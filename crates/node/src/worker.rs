@@ -93,6 +93,8 @@ pub struct PodWorker {
     finished: bool,
     /// Senders telling log followers whether a container instance still runs.
     running: HashMap<String, tokio::sync::watch::Sender<bool>>,
+    /// Events go through one task per worker: recorded in order, without the Pod's start waiting on the API.
+    events: images::EventQueue,
 }
 
 impl PodWorker {
@@ -111,6 +113,13 @@ impl PodWorker {
             pod.status.as_ref().and_then(|s| s.phase.as_deref()),
             Some("Succeeded" | "Failed")
         ) && !paths.run.exists();
+        let (events, mut queue) = mpsc::unbounded_channel::<(ObjectRef, &'static str, &'static str, String)>();
+        let recorder = ctx.recorder.clone();
+        tokio::spawn(async move {
+            while let Some((obj, type_, reason, message)) = queue.recv().await {
+                recorder.record(&obj, type_, reason, &message).await;
+            }
+        });
         let w = PodWorker {
             ctx,
             pod,
@@ -135,6 +144,7 @@ impl PodWorker {
             removed: false,
             finished,
             running: HashMap::new(),
+            events,
         };
         (w, tx)
     }
@@ -189,12 +199,12 @@ impl PodWorker {
         ObjectRef::from_pod(&serde_json::to_value(&self.pod).unwrap_or_default())
     }
 
-    async fn event(&self, container: Option<&str>, type_: &str, reason: &str, message: &str) {
+    async fn event(&self, container: Option<&str>, type_: &'static str, reason: &'static str, message: &str) {
         let mut o = self.obj();
         if let Some(c) = container {
             o = o.with_field_path(field_path(&self.pod, c));
         }
-        self.ctx.recorder.record(&o, type_, reason, message).await;
+        let _ = self.events.send((o, type_, reason, message.to_string()));
     }
 
     /// After an agent restart: find the Pod's shim, take its records, and listen to it again. Containers that
@@ -524,7 +534,7 @@ impl PodWorker {
             }
         }
         let secrets = images::pull_secrets(&self.ctx, &self.pod).await;
-        let image = match images::ensure_image(&self.ctx, &mut self.pulls, &self.pod, c, &secrets).await {
+        let image = match images::ensure_image(&self.ctx, &mut self.pulls, &self.pod, c, &secrets, &self.events).await {
             Ok(i) => i,
             Err(w) => {
                 self.event(Some(&c.name), "Warning", "Failed", &format!("Error: {}", w.reason))
