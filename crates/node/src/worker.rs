@@ -93,6 +93,8 @@ pub struct PodWorker {
     finished: bool,
     /// Senders telling log followers whether a container instance still runs.
     running: HashMap<String, tokio::sync::watch::Sender<bool>>,
+    /// A status PATCH still in flight.
+    pending_patch: Option<tokio::task::JoinHandle<(Value, Result<Value, String>)>>,
     /// Events go through one task per worker: recorded in order, without the Pod's start waiting on the API.
     events: images::EventQueue,
 }
@@ -144,6 +146,7 @@ impl PodWorker {
             removed: false,
             finished,
             running: HashMap::new(),
+            pending_patch: None,
             events,
         };
         (w, tx)
@@ -313,8 +316,9 @@ impl PodWorker {
                 return false;
             }
             // As the kubelet's status manager does at the start of a sync: the Pod has its IP and its containers
-            // are ContainerCreating (what `kubectl get pods --watch` shows before Running).
-            self.patch_status(true).await;
+            // are ContainerCreating (what `kubectl get pods --watch` shows before Running), sent while the
+            // containers start.
+            self.update_status(true, true).await;
         }
         self.refresh().await;
         if !self.volumes_ready {
@@ -403,6 +407,7 @@ impl PodWorker {
             }
         }
         inputs.ca_crt = Some(self.ctx.config.client_ca_pem.clone().into_bytes());
+        inputs.service_account_token = self.service_account_token().await?;
         let pod = self.pod.clone();
         let dir = self.paths.data.clone();
         let prepared = tokio::task::spawn_blocking(move || crate::volumes::prepare(&pod, &dir, &inputs))
@@ -411,6 +416,43 @@ impl PodWorker {
             .map_err(|e| e.to_string())?;
         self.prepared = Some(prepared);
         Ok(())
+    }
+
+    /// A token for the Pod's service account when a projected volume asks for one: a TokenRequest bound to this
+    /// Pod (so it stops working when the Pod goes), with the projection's audience and lifetime, as the kubelet's
+    /// token manager asks for it.
+    async fn service_account_token(&self) -> Result<Option<String>, String> {
+        let spec = self.pod.spec.as_ref();
+        let projection = spec
+            .into_iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .filter_map(|v| v.projected.as_ref())
+            .flat_map(|p| p.sources.iter().flatten())
+            .find_map(|s| s.service_account_token.clone());
+        let Some(projection) = projection else { return Ok(None) };
+        let sa = spec
+            .and_then(|s| s.service_account_name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let mut spec_json = json!({
+            "expirationSeconds": projection.expiration_seconds.unwrap_or(3607),
+            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": self.name, "uid": self.uid},
+        });
+        if let Some(aud) = projection.audience.filter(|a| !a.is_empty()) {
+            spec_json["audiences"] = json!([aud]);
+        }
+        let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec_json});
+        let path = format!("/api/v1/namespaces/{}/serviceaccounts/{sa}/token", self.namespace);
+        let reply = self.ctx.client.create(&path, &body).await.map_err(|e| {
+            format!(
+                "MountVolume.SetUp failed for projected service account token of pod {}/{}: {e}",
+                self.namespace, self.name
+            )
+        })?;
+        Ok(reply
+            .pointer("/status/token")
+            .and_then(Value::as_str)
+            .map(str::to_string))
     }
 
     /// Init containers in order, then app containers, as `computePodActions` decides.
@@ -838,6 +880,13 @@ impl PodWorker {
 
     /// Computes the status and patches it when it changed. Returns the phase.
     async fn patch_status(&mut self, sandbox_ready: bool) -> String {
+        self.update_status(sandbox_ready, false).await
+    }
+
+    /// Like [`patch_status`](Self::patch_status); `in_background` leaves the PATCH in flight (the next status
+    /// waits for it), so the Pod's start does not wait on the API.
+    async fn update_status(&mut self, sandbox_ready: bool, in_background: bool) -> String {
+        self.finish_patch().await;
         self.index_logs();
         let spec = self.pod.spec.clone().unwrap_or_default();
         let prev = self.pod.status.clone().unwrap_or_default();
@@ -903,28 +952,47 @@ impl PodWorker {
             st["startTime"] = json!(t);
         }
         if self.last_status.as_ref() != Some(&st) {
-            let path = format!("/api/v1/namespaces/{}/pods/{}/status", self.namespace, self.name);
-            match self
-                .ctx
-                .client
-                .patch(&path, PatchType::Merge, &json!({"status": st}))
-                .await
-            {
-                Ok(v) => {
-                    if let Ok(p) = serde_json::from_value::<Pod>(v) {
-                        if p.metadata.uid.as_deref() == Some(self.uid.as_str()) {
-                            self.pod.status = p.status;
-                        }
-                    }
-                    self.last_status = Some(st);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "patch pod status");
-                    self.wake(Duration::from_secs(1));
-                }
+            let patch = self.send_patch(st);
+            self.pending_patch = Some(patch);
+            if !in_background {
+                self.finish_patch().await;
             }
         }
         phase
+    }
+
+    /// Starts a status PATCH; its result is taken by [`finish_patch`](Self::finish_patch).
+    fn send_patch(&self, st: Value) -> tokio::task::JoinHandle<(Value, Result<Value, String>)> {
+        let path = format!("/api/v1/namespaces/{}/pods/{}/status", self.namespace, self.name);
+        let client = self.ctx.client.clone();
+        tokio::spawn(async move {
+            let r = client
+                .patch(&path, PatchType::Merge, &json!({"status": st}))
+                .await
+                .map_err(|e| e.to_string());
+            (st, r)
+        })
+    }
+
+    /// Waits for the status PATCH in flight, if any, and takes its result (patches land in order: a new one is
+    /// only sent after the previous one finished).
+    async fn finish_patch(&mut self) {
+        let Some(h) = self.pending_patch.take() else { return };
+        match h.await {
+            Ok((st, Ok(v))) => {
+                if let Ok(p) = serde_json::from_value::<Pod>(v) {
+                    if p.metadata.uid.as_deref() == Some(self.uid.as_str()) {
+                        self.pod.status = p.status;
+                    }
+                }
+                self.last_status = Some(st);
+            }
+            Ok((_, Err(e))) => {
+                tracing::warn!(error = %e, "patch pod status");
+                self.wake(Duration::from_secs(1));
+            }
+            Err(e) => tracing::warn!(error = %e, "status patch task"),
+        }
     }
 
     /// A Pod that reached Succeeded/Failed: its sandbox (namespaces, IP, roots, cgroups) is released; its status
