@@ -130,9 +130,14 @@ fn apply_get_describe_delete_the_seed_manifests() {
         "Host Port:    0/TCP\n",
         // The scheduler found no node (this server runs without its agent), so the Pod has a condition and an event.
         "Conditions:\n  Type           Status\n  PodScheduled   False \n",
-        "QoS Class:       BestEffort\n",
-        "Tolerations:     node.kubernetes.io/not-ready:NoExecute op=Exists for 300s\n",
-        "                 node.kubernetes.io/unreachable:NoExecute op=Exists for 300s\n",
+        // The ServiceAccount admission step's token volume, as kubectl prints it (the Volumes block widens the
+        // columns of everything after it, as it does against kube-apiserver).
+        "    Mounts:\n      /var/run/secrets/kubernetes.io/serviceaccount from kube-api-access-",
+        "Volumes:\n  kube-api-access-",
+        "    Type:                    Projected (a volume that contains injected data from multiple sources)\n    TokenExpirationSeconds:  3607\n    ConfigMapName:           kube-root-ca.crt\n    ConfigMapOptional:       <nil>\n    DownwardAPI:             true\n",
+        "QoS Class:                   BestEffort\n",
+        "Tolerations:                 node.kubernetes.io/not-ready:NoExecute op=Exists for 300s\n",
+        "                             node.kubernetes.io/unreachable:NoExecute op=Exists for 300s\n",
         "default-scheduler  no nodes available to schedule pods\n",
     ] {
         assert!(out.stdout.contains(want), "describe lacks {want:?}:\n{}", out.stdout);

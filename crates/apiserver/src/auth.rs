@@ -2,7 +2,10 @@
 //!
 //! A request with neither, or with a token nobody issued, is `401 Unauthorized` (except the health and version
 //! endpoints, which Kubernetes also serves to anonymous callers). Authorization beyond "authenticated" comes with
-//! node agents (NodeRestriction) in a later issue.
+//! node agents (NodeRestriction) in a later issue. Service-account JWTs are checked by
+//! [`crate::service_accounts::authenticate`] (it needs the store to see that the ServiceAccount and bound Pod still
+//! exist), which the request handler asks when no token here matches; they get no more and no less access than any
+//! other authenticated user, since there is no RBAC yet.
 //!
 //! Security: tokens are compared in constant time, so response timing does not reveal how much of a guessed token
 //! was right. Client certificates reach this module only after rustls verified them against the cluster CA.

@@ -1,5 +1,6 @@
 //! What every cluster starts with and the API's own housekeeping: the namespaces `default`, `kube-system`,
-//! `kube-public` and `kube-node-lease`; a `default` ServiceAccount in every namespace; namespace deletion (a
+//! `kube-public` and `kube-node-lease`; a `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap in every
+//! namespace; namespace deletion (a
 //! terminating namespace is emptied, then removed); and compaction of the store's history.
 //!
 //! These loops run inside the server and write through the same registry and delete semantics as API requests
@@ -8,6 +9,7 @@
 use crate::handlers::{self, State};
 use crate::registry::{resource_version, Registry};
 use crate::route::ResourceRoute;
+use crate::service_accounts;
 use crate::ServerError;
 use peapod_api::resources::{self, ResourceInfo};
 use peapod_store::{EventKind, ListOptions};
@@ -59,13 +61,17 @@ async fn ensure(registry: &Registry, info: &ResourceInfo, ns: Option<&str>, name
     }
 }
 
-/// Creates the initial namespaces and their default service accounts, if missing.
-pub async fn ensure_initial_objects(registry: &Registry) -> Result<(), ServerError> {
+/// Creates the initial namespaces, their default service accounts and root-CA ConfigMaps (holding `ca_pem`), if
+/// missing. (Namespaces created later get theirs from the namespace controller.)
+pub async fn ensure_initial_objects(registry: &Registry, ca_pem: &str) -> Result<(), ServerError> {
     let ns = info("", "namespaces")?;
     let sa = info("", "serviceaccounts")?;
     for n in INITIAL_NAMESPACES {
         ensure(registry, ns, None, n).await?;
         ensure(registry, sa, Some(n), "default").await?;
+        service_accounts::ensure_root_ca(registry, n, ca_pem)
+            .await
+            .map_err(|e| ServerError::Bootstrap(e.message))?;
     }
     Ok(())
 }
@@ -105,7 +111,7 @@ pub fn spawn_controllers(state: Arc<State>, keep_revisions: i64, compaction_inte
     });
 }
 
-/// Watches namespaces: gives new ones a `default` ServiceAccount, empties and removes terminating ones.
+/// Watches namespaces: gives new ones a `default` ServiceAccount and the root-CA ConfigMap, empties and removes terminating ones.
 async fn namespace_loop(state: &State) -> Result<(), String> {
     let ns_info = info("", "namespaces").map_err(|e| e.to_string())?;
     let sa_info = info("", "serviceaccounts").map_err(|e| e.to_string())?;
@@ -155,6 +161,11 @@ async fn reconcile_namespace(
     if ns.pointer("/metadata/deletionTimestamp").is_none() {
         if let Err(e) = ensure(&state.registry, sa_info, Some(name), "default").await {
             tracing::warn!(namespace = name, error = %e, "creating the default service account failed");
+        }
+        if let Some(sas) = &state.service_accounts {
+            if let Err(e) = service_accounts::ensure_root_ca(&state.registry, name, &sas.ca_pem).await {
+                tracing::warn!(namespace = name, error = %e.message, "publishing the root CA failed");
+            }
         }
         return;
     }

@@ -39,8 +39,13 @@ fn scope(r: &ResourceInfo) -> &'static str {
     }
 }
 
+/// Core `serviceaccounts`, which also serve `token` (a TokenRequest of `authentication.k8s.io/v1`).
+fn is_service_accounts(r: &ResourceInfo) -> bool {
+    r.group.is_empty() && r.plural == "serviceaccounts"
+}
+
 fn aggregated_resource(r: &ResourceInfo) -> Value {
-    let subs: Vec<Value> = r
+    let mut subs: Vec<Value> = r
         .subresources
         .iter()
         .map(|s| {
@@ -48,6 +53,9 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
             json!({"subresource": s.name, "responseKind": {"group": r.group, "version": r.version, "kind": kind}, "verbs": s.verbs})
         })
         .collect();
+    if is_service_accounts(r) {
+        subs.push(crate::service_accounts::discovery_token_subresource());
+    }
     let mut v = json!({
         "resource": r.plural,
         "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
@@ -103,6 +111,9 @@ fn legacy_resource_list(group: &str, version: &str) -> Value {
             v["categories"] = json!(r.categories);
         }
         out.push(v);
+        if is_service_accounts(r) {
+            out.push(crate::service_accounts::legacy_token_subresource());
+        }
         for s in r.subresources {
             out.push(json!({
                 "name": format!("{}/{}", r.plural, s.name),

@@ -9,6 +9,7 @@ use crate::node_proxy::{self, NodeProxy, PodLogOptions};
 use crate::registry::{resource_version, Object, Registry};
 use crate::response::{self, IncludeObject, Representation};
 use crate::route::{self, ResourceRoute, Route};
+use crate::service_accounts::{self, ServiceAccounts};
 use crate::{discovery, openapi, watch, MAX_REQUEST_BYTES};
 use axum::body::Body;
 use base64::Engine;
@@ -39,6 +40,8 @@ pub struct State {
     pub ready: AtomicBool,
     /// How `pods/log` reaches nodes; `None` when the server has no kubelet-client credentials.
     pub node_proxy: Option<NodeProxy>,
+    /// The service-account token key and published CA; `None` in servers built without a PKI.
+    pub service_accounts: Option<Arc<ServiceAccounts>>,
 }
 
 impl State {
@@ -48,7 +51,14 @@ impl State {
             auth,
             ready: AtomicBool::new(true),
             node_proxy: None,
+            service_accounts: None,
         }
+    }
+
+    /// Issues and accepts service-account tokens and publishes the root CA with `sas`.
+    pub fn with_service_accounts(mut self, sas: ServiceAccounts) -> Self {
+        self.service_accounts = Some(Arc::new(sas));
+        self
     }
 
     /// Lets `pods/log` reach nodes through `proxy`.
@@ -96,7 +106,12 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, cert_user: Option
     let route = route::parse(&path);
     let public = matches!(route, Route::Health(_) | Route::Version);
     let user = match req.headers().get(http::header::AUTHORIZATION) {
-        Some(h) => h.to_str().ok().and_then(|h| state.auth.authenticate_header(h)),
+        Some(h) => h.to_str().ok().and_then(|h| {
+            state.auth.authenticate_header(h).or_else(|| {
+                let token = h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))?.trim();
+                service_accounts::authenticate(&state, token)
+            })
+        }),
         None => cert_user,
     };
     if user.is_none() && !public {
@@ -142,6 +157,16 @@ async fn resource(
 ) -> Result<Response<Body>, ApiError> {
     let rep = response::negotiate(req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()));
     let sub = r.subresource.as_deref();
+    if r.info.group.is_empty() && r.info.plural == "serviceaccounts" && sub == Some("token") {
+        // TokenRequest is create-only and its Kind lives in authentication.k8s.io, outside the resource table.
+        let (&Method::POST, Some(ns), Some(name)) = (method, r.namespace.as_deref(), r.name.as_deref()) else {
+            return Err(ApiError::method_not_allowed());
+        };
+        let (ns, name) = (ns.to_string(), name.to_string());
+        let (headers, body) = read_body(req).await?;
+        let obj = decode_body(&headers, &body)?;
+        return service_accounts::create_token(&state, &ns, &name, &obj);
+    }
     if let Some(s) = sub {
         if !r.info.subresources.iter().any(|x| x.name == s) {
             return Err(ApiError::path_not_found());
@@ -556,7 +581,7 @@ fn object_reply(code: StatusCode, info: &ResourceInfo, obj: &Object, rep: Repres
 /// Characters kube-apiserver uses for `generateName` suffixes (no vowels, no confusable digits).
 const NAME_SUFFIX_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
-fn random_suffix(n: usize) -> String {
+pub(crate) fn random_suffix(n: usize) -> String {
     (0..n)
         .map(|_| NAME_SUFFIX_ALPHABET[rand::random_range(0..NAME_SUFFIX_ALPHABET.len())] as char)
         .collect()
@@ -688,6 +713,11 @@ fn prepare_create(state: &State, r: &ResourceRoute, obj: &mut Value) -> Result<S
         }
     }
     peapod_api::defaults::default_object(info.kind, obj);
+    if info.kind == "Pod" && info.group.is_empty() {
+        if let Some(ns) = path_ns.as_deref() {
+            service_accounts::admit_pod(&state.registry, ns, obj)?;
+        }
+    }
     let name = meta_str(obj, "name").unwrap_or("").to_string();
     let errs = peapod_api::validation::validate_create(info.kind, obj);
     if !errs.is_empty() {

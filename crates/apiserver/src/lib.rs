@@ -7,7 +7,8 @@
 //!
 //! Module map: [`pki`] credentials on disk; [`serve`] TLS and HTTP connections; [`auth`] who is calling;
 //! [`route`] what a URL names; [`registry`] objects in the store; [`handlers`] the verbs; [`watch`] watch streams;
-//! [`node_proxy`] `pods/log` from the node that runs the Pod; [`discovery`] and [`openapi`] what kubectl asks before
+//! [`node_proxy`] `pods/log` from the node that runs the Pod; [`service_accounts`] Pod tokens, their admission
+//! and the root-CA ConfigMaps; [`discovery`] and [`openapi`] what kubectl asks before
 //! anything else; [`bootstrap`] the namespaces and service accounts every cluster starts with and namespace deletion.
 
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod registry;
 pub mod response;
 pub mod route;
 pub mod serve;
+pub mod service_accounts;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -127,13 +129,21 @@ pub async fn start(config: Config, store: Arc<dyn peapod_store::Store>) -> Resul
     let kubeconfig = pki::write_kubeconfig(&config.data_dir, &pki.admin_kubeconfig(&url))?;
 
     let registry = Arc::new(registry::Registry::new(store));
-    bootstrap::ensure_initial_objects(&registry).await?;
+    let sas = service_accounts::ServiceAccounts {
+        signer: service_accounts::TokenSigner::load_or_create(&pki.dir)?,
+        ca_pem: pki.ca_pem.clone(),
+    };
+    bootstrap::ensure_initial_objects(&registry, &sas.ca_pem).await?;
     let auth = auth::Authenticator::new(pki.admin_token.clone());
     // The identity the API server shows node servers when it proxies to them (kube-apiserver's
     // `--kubelet-client-certificate`); issued afresh at each start, never written to disk.
     let (kubelet_cert, kubelet_key) = pki.issue_client_cert("kube-apiserver-kubelet-client", &["system:masters"])?;
     let node_proxy = node_proxy::NodeProxy::new(&pki.ca_pem, &kubelet_cert, &kubelet_key);
-    let state = Arc::new(handlers::State::new(registry, auth).with_node_proxy(node_proxy));
+    let state = Arc::new(
+        handlers::State::new(registry, auth)
+            .with_node_proxy(node_proxy)
+            .with_service_accounts(sas),
+    );
     bootstrap::spawn_controllers(state.clone(), config.keep_revisions, config.compaction_interval);
 
     let tls = serve::tls_config(&pki)?;

@@ -1,6 +1,6 @@
 //! Decoding of Kubernetes' protobuf request bodies (`application/vnd.kubernetes.protobuf`) into Kubernetes JSON.
 //!
-//! kubectl 1.32 sends `kubectl create namespace|configmap|secret|serviceaccount` bodies as protobuf. This module
+//! kubectl 1.32 sends `kubectl create namespace|configmap|secret|serviceaccount|token` bodies as protobuf. This module
 //! owns turning such a body into the same JSON object kube-apiserver's JSON encoding would give for it
 //! (`apiVersion`/`kind` included), so the rest of the server only ever sees JSON.
 //!
@@ -83,6 +83,7 @@ fn schema_for(api_version: &str, kind: &str) -> Option<Schema> {
         ("v1", "Event") => EVENT,
         ("v1", "Node") => NODE,
         ("coordination.k8s.io/v1", "Lease") => LEASE,
+        ("authentication.k8s.io/v1", "TokenRequest") => TOKEN_REQUEST,
         _ => return None,
     })
 }
@@ -365,6 +366,23 @@ const NODE_RUNTIME_HANDLER_FEATURES: Schema = &[
 const NODE_FEATURES: Schema = &[one(1, "supplementalGroupsPolicy", OptBool)];
 
 // coordination/v1 generated.proto
+// authentication/v1 generated.proto (`kubectl create token` sends this).
+const TOKEN_REQUEST: Schema = &[
+    one(1, "metadata", Msg(OBJECT_META)),
+    one(2, "spec", Msg(TOKEN_REQUEST_SPEC)),
+];
+const TOKEN_REQUEST_SPEC: Schema = &[
+    list(1, "audiences", Str),
+    one(4, "expirationSeconds", OptI64),
+    one(3, "boundObjectRef", Msg(BOUND_OBJECT_REFERENCE)),
+];
+const BOUND_OBJECT_REFERENCE: Schema = &[
+    one(1, "kind", Str),
+    one(2, "apiVersion", Str),
+    one(3, "name", Str),
+    one(4, "uid", Str),
+];
+
 const LEASE: Schema = &[one(1, "metadata", Msg(OBJECT_META)), one(2, "spec", Msg(LEASE_SPEC))];
 const LEASE_SPEC: Schema = &[
     one(1, "holderIdentity", OptStr),
