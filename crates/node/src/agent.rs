@@ -189,7 +189,7 @@ async fn watch_pods(ctx: Arc<AgentContext>) -> Result<(), NodeError> {
             }
         };
         retry = Duration::from_millis(250);
-        let mut rv = list
+        let rv = list
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
             .unwrap_or("0")
@@ -236,9 +236,6 @@ async fn watch_pods(ctx: Arc<AgentContext>) -> Result<(), NodeError> {
                     let Some(Ok(ev)) = ev else { break };
                     let kind = ev.get("type").and_then(Value::as_str).unwrap_or("");
                     let obj = ev.get("object").cloned().unwrap_or(Value::Null);
-                    if let Some(v) = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
-                        rv = v.to_string();
-                    }
                     match kind {
                         "ADDED" | "MODIFIED" => {
                             if let Ok(p) = serde_json::from_value::<Pod>(obj) {
@@ -258,7 +255,7 @@ async fn watch_pods(ctx: Arc<AgentContext>) -> Result<(), NodeError> {
                 Some(uid) = done_rx.recv() => { workers.remove(&uid); }
             }
         }
-        let _ = &rv;
+        // The watch ended: list again (a resync) and watch from there.
     }
 }
 
