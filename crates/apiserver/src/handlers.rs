@@ -1345,6 +1345,9 @@ async fn delete_collection(
     ))
 }
 
+/// How often a binding is re-applied when the Pod changed under it.
+const BINDING_ATTEMPTS: u32 = 5;
+
 /// `pods/binding`: assigns a Pod to a node (what the scheduler posts).
 async fn binding(
     state: &State,
@@ -1371,40 +1374,51 @@ async fn binding(
         subresource: None,
         ..r.clone()
     };
-    let old = get_current(state, &pr, &name)?;
-    if old.pointer("/metadata/deletionTimestamp").is_some() {
-        return Err(ApiError::conflict(
-            "",
-            "pods/binding",
-            &name,
-            &format!("pod {name} is being deleted, cannot be assigned to a host"),
-        ));
+    // Like kube-apiserver's GuaranteedUpdate: a concurrent write to the Pod (its status, say) makes the
+    // compare-and-swap fail; the binding is then re-applied to the new version instead of failing.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let old = get_current(state, &pr, &name)?;
+        if old.pointer("/metadata/deletionTimestamp").is_some() {
+            return Err(ApiError::conflict(
+                "",
+                "pods/binding",
+                &name,
+                &format!("pod {name} is being deleted, cannot be assigned to a host"),
+            ));
+        }
+        let current = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+        if !current.is_empty() {
+            return Err(ApiError::conflict(
+                "",
+                "pods/binding",
+                &name,
+                &format!("pod {name} is already assigned to node {}", errors::quote(current)),
+            ));
+        }
+        let mut new = (*old).clone();
+        new["spec"]["nodeName"] = json!(node);
+        let now = now_rfc3339();
+        let mut conds: Vec<Value> = new
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        conds.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+        conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
+        new["status"]["conditions"] = Value::Array(conds);
+        let rev = resource_version(&old).unwrap_or(0);
+        match state
+            .registry
+            .update(r.info, &object_key(&pr, &name), &name, &new, rev)
+            .await
+        {
+            Ok(_) => break,
+            Err(e) if e.code == 409 && attempts < BINDING_ATTEMPTS => continue,
+            Err(e) => return Err(e),
+        }
     }
-    let current = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
-    if !current.is_empty() {
-        return Err(ApiError::conflict(
-            "",
-            "pods/binding",
-            &name,
-            &format!("pod {name} is already assigned to node {}", errors::quote(current)),
-        ));
-    }
-    let mut new = (*old).clone();
-    new["spec"]["nodeName"] = json!(node);
-    let now = now_rfc3339();
-    let mut conds: Vec<Value> = new
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    conds.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
-    conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
-    new["status"]["conditions"] = Value::Array(conds);
-    let rev = resource_version(&old).unwrap_or(0);
-    state
-        .registry
-        .update(r.info, &object_key(&pr, &name), &name, &new, rev)
-        .await?;
     Ok(response::json_response(
         StatusCode::CREATED,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),

@@ -448,6 +448,36 @@ mod tests {
                "status": {"phase": "Pending"}})
     }
 
+    #[test]
+    fn a_node_that_registers_then_turns_ready_takes_the_waiting_pod() {
+        let mut s = synced(vec![], vec![]);
+        let at = Instant::now();
+        s.apply(ClusterEvent::Applied {
+            kind: Kind::Pod,
+            object: pod("web", "64Mi"),
+        });
+        assert!(matches!(s.schedule_pass("T0", at)[..], [Action::Unschedulable { .. }]));
+        let mut fresh_node = node("n", "1Gi");
+        fresh_node["status"] = json!({});
+        s.apply(ClusterEvent::Applied {
+            kind: Kind::Node,
+            object: fresh_node,
+        });
+        assert!(matches!(s.schedule_pass("T1", at)[..], [Action::Unschedulable { .. }]));
+        let mut p = pod("web", "64Mi");
+        p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]);
+        s.apply(ClusterEvent::Applied {
+            kind: Kind::Pod,
+            object: p,
+        });
+        s.apply(ClusterEvent::Applied {
+            kind: Kind::Node,
+            object: node("n", "1Gi"),
+        });
+        let actions = s.schedule_pass("T2", at);
+        assert!(matches!(actions[..], [Action::Bind { .. }]), "{actions:?}");
+    }
+
     fn bound(mut p: Value, node: &str) -> Value {
         p["spec"]["nodeName"] = json!(node);
         p

@@ -3,7 +3,9 @@
 //! `FailedScheduling` event. Event-driven: it wakes for watch events, bind outcomes, the earliest bind back-off and
 //! the periodic flush of unschedulable Pods, and never polls.
 
-use crate::queue::{pod_key, Action, BindOutcome, Kind, SchedulerState, SCHEDULER_NAME, UNSCHEDULABLE_FLUSH};
+use crate::queue::{
+    pod_key, Action, BindOutcome, ClusterEvent, Kind, SchedulerState, SCHEDULER_NAME, UNSCHEDULABLE_FLUSH,
+};
 use crate::watch::list_and_watch;
 use crate::SchedulerError;
 use peapod_client::events::{EventRecorder, ObjectRef};
@@ -91,6 +93,24 @@ async fn report_unschedulable(
 }
 
 /// Runs the scheduler until its watches stop (they retry the API server forever, so in practice: forever).
+/// Logs a cluster event at debug level (which object, which revision).
+fn trace_event(ev: &ClusterEvent) {
+    match ev {
+        ClusterEvent::Listed { kind, items } => tracing::debug!(?kind, items = items.len(), "listed"),
+        ClusterEvent::Applied { kind, object } | ClusterEvent::Deleted { kind, object } => tracing::debug!(
+            ?kind,
+            name = str_at(object, "/metadata/name"),
+            rv = str_at(object, "/metadata/resourceVersion"),
+            conditions = object
+                .pointer("/status/conditions")
+                .map(|c| c.to_string())
+                .unwrap_or_default()
+                .len(),
+            "applied"
+        ),
+    }
+}
+
 pub async fn run(client: Client) -> Result<(), SchedulerError> {
     let (tx, mut events) = mpsc::channel(EVENT_BUFFER);
     tokio::spawn(list_and_watch(client.clone(), Kind::Node, tx.clone()));
@@ -105,9 +125,11 @@ pub async fn run(client: Client) -> Result<(), SchedulerError> {
         tokio::select! {
             ev = events.recv() => {
                 let Some(ev) = ev else { return Err(SchedulerError::WatchesEnded) };
+                trace_event(&ev);
                 state.apply(ev);
                 // Take in everything already waiting before scheduling, so a burst is one pass.
                 while let Ok(ev) = events.try_recv() {
+                    trace_event(&ev);
                     state.apply(ev);
                 }
             }
