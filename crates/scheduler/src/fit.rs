@@ -51,7 +51,8 @@ pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 const SCORE_DEFAULT_MILLI_CPU: i64 = 100;
 const SCORE_DEFAULT_MEMORY: i64 = 200 * 1024 * 1024;
 
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+/// The string at a JSON pointer of an object, `""` when absent (shared by the scheduler's modules).
+pub(crate) fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 

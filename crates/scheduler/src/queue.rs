@@ -8,6 +8,7 @@
 //! ([`UNSCHEDULABLE_FLUSH`]). Pods whose bind failed come back after a back-off (1 s doubling to 10 s). Pods being
 //! bound, and bound Pods not yet seen bound in the watch ("assumed"), count against their node.
 
+use crate::fit::str_at;
 use crate::fit::{self, NodeInfo};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -72,10 +73,6 @@ pub enum BindOutcome {
     Moot,
     /// Anything else: retry after a back-off.
     Failed,
-}
-
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
 /// `namespace/name` of an object.

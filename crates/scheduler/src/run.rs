@@ -3,6 +3,7 @@
 //! `FailedScheduling` event. Event-driven: it wakes for watch events, bind outcomes, the earliest bind back-off and
 //! the periodic flush of unschedulable Pods, and never polls.
 
+use crate::fit::str_at;
 use crate::queue::{
     pod_key, Action, BindOutcome, ClusterEvent, Kind, SchedulerState, SCHEDULER_NAME, UNSCHEDULABLE_FLUSH,
 };
@@ -16,10 +17,6 @@ use tokio::time::Instant;
 
 /// Watch events buffered between the watchers and the loop.
 const EVENT_BUFFER: usize = 1024;
-
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
-}
 
 fn now_rfc3339() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
