@@ -276,8 +276,19 @@ impl Client {
 
     /// Sends a JSON request; a non-2xx reply is [`ClientError::Status`].
     pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
+        self.send_typed(method, path, body, "application/json").await
+    }
+
+    /// Sends `body` with `content_type` and decodes the JSON reply; a non-2xx reply is [`ClientError::Status`].
+    async fn send_typed(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        content_type: &str,
+    ) -> Result<Value, ClientError> {
         let (status, bytes) = self
-            .send_raw(method.clone(), path, body, "application/json", "application/json")
+            .send_raw(method.clone(), path, body, content_type, "application/json")
             .await?;
         let v: Value =
             serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
@@ -308,27 +319,8 @@ impl Client {
     /// PATCHes `path` with `body`, sent with the Content-Type of `patch_type`; a non-2xx reply is
     /// [`ClientError::Status`].
     pub async fn patch(&self, path: &str, patch_type: PatchType, body: &Value) -> Result<Value, ClientError> {
-        let (status, bytes) = self
-            .send_raw(
-                Method::PATCH,
-                path,
-                Some(body),
-                patch_type.content_type(),
-                "application/json",
-            )
-            .await?;
-        let v: Value =
-            serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        if status.is_success() {
-            Ok(v)
-        } else {
-            Err(ClientError::Status {
-                method: "PATCH".into(),
-                path: path.to_string(),
-                code: status.as_u16(),
-                body: v,
-            })
-        }
+        self.send_typed(Method::PATCH, path, Some(body), patch_type.content_type())
+            .await
     }
 
     /// Opens a watch (`path` must carry `watch=true`) and returns its events as they arrive.

@@ -74,8 +74,7 @@ pub async fn ensure_image(
     events: &EventQueue,
 ) -> Result<Image, ImageWait> {
     let image = c.image.clone().unwrap_or_default();
-    let obj = ObjectRef::from_pod(&serde_json::to_value(pod).unwrap_or_default())
-        .with_field_path(crate::worker::field_path(pod, &c.name));
+    let obj = crate::worker::pod_ref(pod).with_field_path(crate::worker::field_path(pod, &c.name));
     let rec = |type_: &'static str, reason: &'static str, message: String| {
         let _ = events.send((obj.clone(), type_, reason, message));
     };

@@ -52,6 +52,20 @@ pub enum WorkerMsg {
     ShimEvent,
 }
 
+/// The event reference of a Pod, from its metadata (no serialisation of the whole Pod on the start path).
+pub fn pod_ref(pod: &Pod) -> ObjectRef {
+    let m = &pod.metadata;
+    ObjectRef {
+        kind: "Pod".into(),
+        namespace: m.namespace.clone().unwrap_or_default(),
+        name: m.name.clone().unwrap_or_default(),
+        uid: m.uid.clone().unwrap_or_default(),
+        api_version: "v1".into(),
+        resource_version: m.resource_version.clone().unwrap_or_default(),
+        field_path: None,
+    }
+}
+
 /// The field path of a container in events (`spec.containers{name}`, `spec.initContainers{name}`).
 pub fn field_path(pod: &Pod, name: &str) -> String {
     let is_init = pod
@@ -199,7 +213,7 @@ impl PodWorker {
     }
 
     fn obj(&self) -> ObjectRef {
-        ObjectRef::from_pod(&serde_json::to_value(&self.pod).unwrap_or_default())
+        pod_ref(&self.pod)
     }
 
     async fn event(&self, container: Option<&str>, type_: &'static str, reason: &'static str, message: &str) {
